@@ -1,0 +1,73 @@
+"""Argument checks shared by every pattern.
+
+Each check raises :class:`ValueError` (or :class:`TypeError` for a value of the wrong
+type) whose message names the parameter and the value it was given, and returns the
+value so that checks can be used inline.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+__all__ = [
+    "require_at_least",
+    "require_finite",
+    "require_int_at_least",
+    "require_non_negative",
+    "require_positive",
+    "require_unit_interval",
+]
+
+
+def _require_real(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{name} must be a number, got {value!r} ({type(value).__name__})")
+    if math.isnan(value):
+        raise ValueError(f"{name} must be a number, got {value!r}")
+    return value
+
+
+def require_finite(name: str, value: float) -> float:
+    """``value`` is a finite real number."""
+    _require_real(name, value)
+    if math.isinf(value):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    return value
+
+
+def require_non_negative(name: str, value: float) -> float:
+    """``value`` is a real number >= 0 (infinity allowed)."""
+    if _require_real(name, value) < 0:
+        raise ValueError(f"{name} must be >= 0, got {value!r}")
+    return value
+
+
+def require_positive(name: str, value: float) -> float:
+    """``value`` is a real number > 0 (infinity allowed)."""
+    if _require_real(name, value) <= 0:
+        raise ValueError(f"{name} must be > 0, got {value!r}")
+    return value
+
+
+def require_at_least(name: str, value: float, minimum: float) -> float:
+    """``value`` is a real number >= ``minimum``."""
+    if _require_real(name, value) < minimum:
+        raise ValueError(f"{name} must be >= {minimum!r}, got {value!r}")
+    return value
+
+
+def require_unit_interval(name: str, value: float) -> float:
+    """``value`` lies in the closed interval [0, 1]."""
+    if not 0.0 <= _require_real(name, value) <= 1.0:
+        raise ValueError(f"{name} must be within [0, 1], got {value!r}")
+    return value
+
+
+def require_int_at_least(name: str, value: int, minimum: int) -> int:
+    """``value`` is an int (not a bool) >= ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {value!r} ({type(value).__name__})")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
+    return value

@@ -1,0 +1,150 @@
+"""A retry budget shared by many callers (guide section 4.1, 重试与回退策略).
+
+The guide retries every failure up to ``max_attempts`` times. Behind several layers
+that each do so, one failing dependency receives ``attempts ** layers`` calls for every
+user request: retries turn a partial outage into a full one. A budget caps retries
+at a fraction of the calls made, over a sliding window, the way Finagle's
+``RetryBudget`` and gRPC's retry throttling do.
+
+Within any window of ``window`` seconds, a budget grants at most::
+
+    ratio * calls + min_retries_per_second * window
+
+retries, where ``calls`` counts the first attempts recorded with :meth:`record_call`.
+The reserve (``min_retries_per_second``) lets a quiet client still retry now and then.
+The window slides in ``buckets`` steps, so counts leave it in slices of
+``window / buckets`` seconds. Thread-safe.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import dataclass
+
+from patterns._validation import (
+    require_int_at_least,
+    require_non_negative,
+    require_positive,
+    require_unit_interval,
+)
+from patterns.clock import MONOTONIC, Clock
+
+__all__ = ["BudgetSnapshot", "RetryBudget"]
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetSnapshot:
+    """Counts inside the budget's current window."""
+
+    calls: int
+    retries: int
+    allowed: float
+    """How many retries the window allows in all (``ratio * calls + reserve``)."""
+
+    @property
+    def available(self) -> float:
+        """Retries still allowed in the current window."""
+        return max(0.0, self.allowed - self.retries)
+
+
+class RetryBudget:
+    """Allow retries only while they are at most ``ratio`` of recent calls (plus a reserve)."""
+
+    __slots__ = (
+        "_bucket_calls",
+        "_bucket_retries",
+        "_calls",
+        "_current",
+        "_lock",
+        "_retries",
+        "_width",
+        "buckets",
+        "clock",
+        "min_retries_per_second",
+        "ratio",
+        "window",
+    )
+
+    def __init__(
+        self,
+        ratio: float = 0.2,
+        *,
+        min_retries_per_second: float = 10.0,
+        window: float = 10.0,
+        buckets: int = 10,
+        clock: Clock = MONOTONIC,
+    ) -> None:
+        self.ratio = require_unit_interval("ratio", ratio)
+        self.min_retries_per_second = require_non_negative(
+            "min_retries_per_second", min_retries_per_second
+        )
+        if math.isinf(min_retries_per_second):
+            raise ValueError(
+                f"min_retries_per_second must be finite, got {min_retries_per_second!r}"
+            )
+        self.window = require_positive("window", window)
+        if math.isinf(window):
+            raise ValueError(f"window must be finite, got {window!r}")
+        self.buckets = require_int_at_least("buckets", buckets, 1)
+        self.clock = clock
+        self._width = window / buckets
+        self._bucket_calls = [0] * buckets
+        self._bucket_retries = [0] * buckets
+        self._calls = 0
+        self._retries = 0
+        self._current = math.floor(clock.now() / self._width)
+        self._lock = threading.Lock()
+
+    @property
+    def reserve(self) -> float:
+        """Retries allowed per window regardless of traffic."""
+        return self.min_retries_per_second * self.window
+
+    def _slide(self) -> int:
+        """Expire buckets older than the window; return the current bucket's slot."""
+        index = math.floor(self.clock.now() / self._width)
+        gap = index - self._current
+        if gap > 0:
+            count = self.buckets
+            calls, retries = self._bucket_calls, self._bucket_retries
+            for step in range(1, min(gap, count) + 1):
+                slot = (self._current + step) % count
+                self._calls -= calls[slot]
+                self._retries -= retries[slot]
+                calls[slot] = 0
+                retries[slot] = 0
+            self._current = index
+        return self._current % self.buckets
+
+    def record_call(self) -> None:
+        """Count one call (a first attempt); each call earns ``ratio`` of a retry."""
+        with self._lock:
+            slot = self._slide()
+            self._bucket_calls[slot] += 1
+            self._calls += 1
+
+    def try_acquire_retry(self) -> bool:
+        """Take one retry from the budget; ``False`` (and nothing taken) if none is left."""
+        with self._lock:
+            slot = self._slide()
+            if self._retries + 1 > self.ratio * self._calls + self.reserve + 1e-9:
+                return False
+            self._bucket_retries[slot] += 1
+            self._retries += 1
+            return True
+
+    def snapshot(self) -> BudgetSnapshot:
+        """The calls and retries counted in the current window."""
+        with self._lock:
+            self._slide()
+            return BudgetSnapshot(
+                calls=self._calls,
+                retries=self._retries,
+                allowed=self.ratio * self._calls + self.reserve,
+            )
+
+    def __repr__(self) -> str:
+        return (f"RetryBudget(ratio={self.ratio!r}, "
+                f"min_retries_per_second={self.min_retries_per_second!r}, "
+                f"window={self.window!r}, buckets={self.buckets!r})")

@@ -1,0 +1,642 @@
+"""Retry and back-off in simulated time (guide section 4.1, 重试与回退策略).
+
+Three models, each driving :class:`patterns.resilience.retry.RetryPolicy` through its
+SimPy driver:
+
+* **Contention** (:func:`run_contention`), the model of Marc Brooker's "Exponential
+  Backoff and Jitter" (2015): ``clients`` clients all start at once and each wants one
+  write to a shared record guarded by optimistic concurrency. A write succeeds only if
+  nobody else wrote since the client read; otherwise the client backs off and retries.
+  Without jitter the clients stay in lock-step and collide round after round.
+* **Amplification** (:func:`run_amplification`): a request crosses ``layers`` services
+  that each retry the one below; the bottom one calls a flaky dependency. During an
+  outage every layer's retries multiply (``attempts ** layers`` calls per request)
+  unless each layer's retries are capped by a shared
+  :class:`~patterns.resilience.budget.RetryBudget`.
+* **Permanent errors** (:func:`run_permanent_errors`): retrying errors that can never
+  succeed (an invalid request) wastes calls and makes the caller wait for a "no".
+
+:class:`GuideSketchBackoff` transcribes the guide's flawed ``ExponentialBackoffRetry``
+so the notebook can put it beside the fix.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import random
+from collections.abc import Generator, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import simpy
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from patterns.resilience.backoff import Backoff, ExponentialBackoff, Jitter
+from patterns.resilience.budget import RetryBudget
+from patterns.resilience.retry import RetryPolicy, StopAfterAttempts
+from simulations.kit.clock import SimClock
+from simulations.kit.faults import FailureSchedule, Outage
+from simulations.kit.plotting import color, label, subplots
+from simulations.kit.recorder import Recorder
+from simulations.kit.rng import RandomStreams
+from simulations.kit.tables import format_table
+from simulations.kit.widgets import Explorer, choice, float_slider, int_slider, log_slider
+from simulations.kit.workloads import poisson_arrivals, start_at
+
+JITTER_KINDS: tuple[str, ...] = tuple(kind.value for kind in Jitter)
+
+
+# ============================================================================ the guide
+
+
+class GuideSketchBackoff(Backoff):
+    """The guide's ``ExponentialBackoffRetry.next_delay``, flaws included (for pitfalls).
+
+    * The retry loop counts the failed attempt first, so the first delay is
+      ``initial * factor`` (not ``initial``).
+    * "Jitter" multiplies by ``1 - U(0, 0.3)``: delays shrink by up to 30 %, so clients
+      that failed together retry together again.
+    * Delays are truncated to whole milliseconds.
+    """
+
+    def __init__(self, initial: float, cap: float, factor: float = 2.0, jitter: bool = True):
+        self.initial, self.cap, self.factor, self.jitter = initial, cap, factor, jitter
+
+    def delays(self, rng: random.Random) -> Iterator[float]:
+        attempt = 1
+        while True:
+            delay_ms = math.floor(min(self.initial * 1000 * self.factor**attempt, self.cap * 1000))
+            if self.jitter:
+                delay_ms = math.floor(delay_ms * (1.0 - rng.random() * 0.3))
+            yield delay_ms / 1000
+            attempt += 1
+
+
+# ============================================================================ contention
+
+
+class ConflictError(Exception):
+    """An optimistic write lost: somebody else wrote since this client read."""
+
+
+@dataclass(frozen=True)
+class ContentionResult:
+    """What one contention run produced (times in seconds)."""
+
+    label: str
+    clients: int
+    calls: int
+    """Attempts made by all clients together (the work the shared record had to do)."""
+    completion_time: float
+    """When the last client's write succeeded."""
+    attempt_times: np.ndarray
+    success_times: np.ndarray
+
+    @property
+    def calls_per_client(self) -> float:
+        return self.calls / self.clients
+
+
+def contention_backoff(jitter: str, base: float, cap: float) -> Backoff:
+    """The capped exponential back-off of Brooker's post, with the given jitter kind."""
+    return ExponentialBackoff(base, cap=cap, jitter=jitter)
+
+
+def run_contention(
+    clients: int = 50,
+    *,
+    jitter: str = "full",
+    base: float = 0.005,
+    cap: float = 1.0,
+    attempt_time: float = 0.010,
+    seed: int = 1,
+    backoff: Backoff | None = None,
+    label_: str | None = None,
+    max_attempts: int = 100_000,
+) -> ContentionResult:
+    """``clients`` clients contend for one record with optimistic concurrency.
+
+    Every client starts at time 0, reads the record's version, and ``attempt_time``
+    seconds later writes if the version is unchanged, else raises :class:`ConflictError`
+    and retries after the back-off (``backoff`` if given, else capped exponential from
+    ``base`` with ``jitter``). Returns calls made and the time until all succeeded.
+    """
+    if isinstance(clients, bool) or not isinstance(clients, int) or clients < 1:
+        raise ValueError(f"clients must be an int >= 1, got {clients!r}")
+    if not attempt_time > 0:
+        raise ValueError(f"attempt_time must be > 0, got {attempt_time!r}")
+    env = simpy.Environment()
+    chosen = backoff if backoff is not None else contention_backoff(jitter, base, cap)
+    policy = RetryPolicy(
+        stop=StopAfterAttempts(max_attempts),
+        backoff=chosen,
+        retry_on=ConflictError,
+        rng=RandomStreams(seed).stream("jitter"),
+    )
+    recorder = Recorder()
+    policy.listeners.add(recorder.listener("client"))
+    version = [0]
+
+    def write_once() -> Generator[Any, Any, float]:
+        seen = version[0]
+        yield env.timeout(attempt_time)
+        if version[0] != seen:
+            raise ConflictError
+        version[0] += 1
+        return float(env.now)
+
+    def client() -> Generator[Any, Any, None]:
+        yield from policy.simpy_call(env, write_once)
+
+    for _ in range(clients):
+        env.process(client())
+    env.run()
+    successes = recorder.times("AttemptSucceeded")
+    if len(successes) != clients:
+        raise RuntimeError(f"only {len(successes)} of {clients} clients succeeded "
+                           f"within {max_attempts} attempts")
+    attempts = recorder.times("AttemptStarted")
+    return ContentionResult(
+        label=label_ or (jitter if backoff is None else type(backoff).__name__),
+        clients=clients,
+        calls=len(attempts),
+        completion_time=float(successes.max()),
+        attempt_times=attempts,
+        success_times=successes,
+    )
+
+
+def compare_jitter(
+    clients: int = 50,
+    *,
+    base: float = 0.005,
+    cap: float = 1.0,
+    seed: int = 1,
+    kinds: Sequence[str] = JITTER_KINDS,
+) -> dict[str, ContentionResult]:
+    """:func:`run_contention` once per jitter kind, same seed."""
+    return {kind: run_contention(clients, jitter=kind, base=base, cap=cap, seed=seed)
+            for kind in kinds}
+
+
+def plot_calls_over_time(results: Mapping[str, ContentionResult], ax: Axes) -> Axes:
+    """Calls made so far against time, one line per run; a dot where the last client won.
+
+    Time is on a log scale so that a run finishing in 2 s and one taking 90 s are both
+    readable. Lock-step retries ("no jitter") climb in steps, one winner per round.
+    """
+    for name, result in results.items():
+        times = np.sort(result.attempt_times)
+        made = np.arange(1, len(times) + 1)
+        ax.step(np.maximum(times, 1e-3), made, where="post", color=color(name),
+                label=f"{name}: {result.calls} calls, {result.completion_time:.1f} s",
+                linewidth=1.6)
+        ax.plot([result.completion_time], [result.calls], "o", color=color(name))
+    ax.set_xscale("log")
+    ax.legend(loc="upper left")
+    return label(ax, title="Retries over time", xlabel="time since start (s, log scale)",
+                 ylabel="calls made so far")
+
+
+def plot_jitter_summary(results: Mapping[str, ContentionResult], axes: Sequence[Axes]) -> None:
+    """Bars: total calls (left) and time until every client succeeded (right)."""
+    names = list(results)
+    colours = [color(name) for name in names]
+    calls_ax, time_ax = axes
+    calls = [results[n].calls for n in names]
+    times = [results[n].completion_time for n in names]
+    calls_ax.bar_label(calls_ax.bar(names, calls, color=colours), fmt="%d", fontsize=8)
+    label(calls_ax, title="Work", xlabel="jitter", ylabel="calls in total")
+    time_ax.bar_label(time_ax.bar(names, times, color=colours), fmt="%.1f", fontsize=8)
+    label(time_ax, title="Completion", xlabel="jitter", ylabel="time until all succeed (s)")
+    for ax in axes:
+        ax.tick_params(axis="x", labelrotation=25)
+        ax.margins(y=0.15)
+
+
+def draw_jitter_comparison(
+    clients: int = 50, base_ms: float = 5.0, cap_ms: float = 1000.0, seed: int = 1
+) -> Figure:
+    """Figure for the notebook: calls over time and the two summaries, every jitter kind."""
+    results = compare_jitter(clients, base=base_ms / 1000, cap=cap_ms / 1000, seed=seed)
+    fig, axes = subplots(1, 3, width=13, height=4, width_ratios=[2, 1, 1])
+    plot_calls_over_time(results, axes[0])
+    plot_jitter_summary(results, axes[1:])
+    fig.suptitle(f"{clients} clients contending for one record (base {base_ms:g} ms, "
+                 f"cap {cap_ms:g} ms)")
+    return fig
+
+
+def draw_contention(
+    clients: int = 50, base_ms: float = 5.0, cap_ms: float = 1000.0, jitter: str = "full",
+    seed: int = 1,
+) -> Figure:
+    """Figure for the contention explorer: the chosen jitter kind beside no jitter."""
+    kinds = ["none"] if jitter == "none" else ["none", jitter]
+    results = compare_jitter(clients, base=base_ms / 1000, cap=cap_ms / 1000, seed=seed,
+                             kinds=kinds)
+    fig, axes = subplots(1, 3, width=13, height=3.8, width_ratios=[2, 1, 1])
+    plot_calls_over_time(results, axes[0])
+    plot_jitter_summary(results, axes[1:])
+    return fig
+
+
+# ============================================================================ amplification
+
+
+class DependencyError(ConnectionError):
+    """The flaky dependency failed this call."""
+
+
+def expected_amplification(p: float, layers: int, attempts: int) -> float:
+    """Expected dependency calls per request when each of ``layers`` layers makes up to
+    ``attempts`` attempts and each dependency call fails independently with ``p``.
+
+    A layer whose callee fails with probability ``q`` makes ``(1 - q**k) / (1 - q)``
+    attempts on average and fails with ``q**k``; the factors multiply up the stack.
+    With ``p = 1`` this is ``attempts ** layers``.
+    """
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"p must be within [0, 1], got {p!r}")
+    total, q = 1.0, p
+    for _ in range(layers):
+        total *= attempts if q >= 1.0 else (1 - q**attempts) / (1 - q)
+        q = q**attempts
+    return total
+
+
+@dataclass(frozen=True)
+class AmplificationResult:
+    """What one amplification run produced (times in seconds)."""
+
+    layers: int
+    attempts: int
+    budget_ratio: float | None
+    horizon: float
+    outage: Outage | None
+    requests: int
+    succeeded: int
+    dependency_calls: int
+    recorder: Recorder
+
+    @property
+    def amplification(self) -> float:
+        """Dependency calls per user request, over the whole run."""
+        return self.dependency_calls / max(1, self.requests)
+
+    def amplification_during(self, start: float, end: float) -> float:
+        """Dependency calls per user request arriving in ``[start, end)``."""
+        requests = self.recorder.times("request")
+        calls = self.recorder.times("dependency_call")
+        arrived = np.count_nonzero((requests >= start) & (requests < end))
+        called = np.count_nonzero((calls >= start) & (calls < end))
+        return called / max(1, arrived)
+
+    @property
+    def success_rate(self) -> float:
+        return self.succeeded / max(1, self.requests)
+
+
+def run_amplification(
+    *,
+    layers: int = 3,
+    attempts: int = 3,
+    rate: float = 20.0,
+    horizon: float = 30.0,
+    failure: FailureSchedule | None = None,
+    budget_ratio: float | None = None,
+    latency: float = 0.005,
+    base: float = 0.010,
+    cap: float = 0.100,
+    seed: int = 1,
+) -> AmplificationResult:
+    """User requests (Poisson, ``rate`` per second) cross ``layers`` retrying services.
+
+    Each layer calls the one below through its own :class:`RetryPolicy` (``attempts``
+    attempts, capped exponential back-off with full jitter) and, if ``budget_ratio`` is
+    set, a :class:`RetryBudget` with that ratio shared by all of the layer's calls.
+    The bottom layer calls the dependency, which answers after ``latency`` seconds and
+    fails as ``failure`` says (default: an outage from 10 s to 20 s).
+    """
+    for name, value in (("layers", layers), ("attempts", attempts)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+    if failure is None:
+        failure = FailureSchedule(0.0, [Outage(10.0, 20.0)])
+    env = simpy.Environment()
+    clock = SimClock(env)
+    streams = RandomStreams(seed)
+    failures = streams.stream("failures")
+    recorder = Recorder()
+    policies = [
+        RetryPolicy(
+            stop=StopAfterAttempts(attempts),
+            backoff=ExponentialBackoff(base, cap=cap, jitter="full"),
+            retry_on=DependencyError,
+            budget=None if budget_ratio is None else RetryBudget(
+                budget_ratio, min_retries_per_second=0.0, window=1.0, clock=clock),
+            rng=streams.stream(f"jitter-{level}"),
+        )
+        for level in range(layers)
+    ]
+
+    def dependency() -> Generator[Any, Any, str]:
+        recorder.record(env.now, "dependency_call")
+        yield env.timeout(latency)
+        if failure.fails(env.now, failures):
+            raise DependencyError("dependency failed")
+        return "ok"
+
+    def layer(level: int) -> Generator[Any, Any, str]:
+        # Layer `level` calls the one below it through its own retry policy.
+        below = dependency if level == 0 else (lambda: layer(level - 1))
+        return (yield from policies[level].simpy_call(env, below))
+
+    def user_request(_: int) -> Generator[Any, Any, None]:
+        recorder.record(env.now, "request")
+        try:
+            yield from layer(layers - 1)
+        except DependencyError:
+            recorder.record(env.now, "request_failed")
+        else:
+            recorder.record(env.now, "request_succeeded")
+
+    arrivals = poisson_arrivals(rate, horizon, streams.numpy("arrivals"))
+    start_at(env, arrivals, user_request)
+    env.run()
+    outages = failure.outages
+    return AmplificationResult(
+        layers=layers,
+        attempts=attempts,
+        budget_ratio=budget_ratio,
+        horizon=horizon,
+        outage=outages[0] if outages else None,
+        requests=recorder.count("request"),
+        succeeded=recorder.count("request_succeeded"),
+        dependency_calls=recorder.count("dependency_call"),
+        recorder=recorder,
+    )
+
+
+def plot_dependency_load(
+    results: Mapping[str, AmplificationResult], ax: Axes, *, bin_width: float = 1.0
+) -> Axes:
+    """Calls per second reaching the dependency over time, beside the user request rate."""
+    first = next(iter(results.values()))
+    starts, offered = first.recorder.rate("request", bin_width=bin_width, until=first.horizon)
+    ax.step(starts, offered, where="post", color=color("offered"), linestyle="--",
+            label="user requests")
+    palette = ["#d62728", "#2ca02c", "#1f77b4", "#9467bd"]
+    for colour, (name, result) in zip(palette, results.items(), strict=False):
+        _, load = result.recorder.rate("dependency_call", bin_width=bin_width,
+                                       until=result.horizon)
+        ax.step(starts, load, where="post", color=colour, label=name, linewidth=1.6)
+    if first.outage is not None:
+        ax.axvspan(first.outage.start, first.outage.end, color="#d62728", alpha=0.08,
+                   label="outage")
+    ax.legend(loc="upper left")
+    return label(ax, title="Load on the dependency", xlabel="time (s)",
+                 ylabel="calls per second")
+
+
+def draw_amplification(
+    layers: int = 3, attempts: int = 3, budget_ratio: float = 0.1,
+    outage_failure: float = 1.0, seed: int = 1, rate: float = 10.0,
+) -> Figure:
+    """Figure for the amplification explorer: with and without a retry budget."""
+    failure = FailureSchedule(0.0, [Outage(10.0, 20.0, outage_failure)])
+    runs = {
+        "retry, no budget": run_amplification(layers=layers, attempts=attempts, rate=rate,
+                                               failure=failure, seed=seed),
+        f"retry, budget {budget_ratio:.0%}": run_amplification(
+            layers=layers, attempts=attempts, rate=rate, failure=failure,
+            budget_ratio=budget_ratio, seed=seed),
+    }
+    fig, ax = subplots(1, 1, width=10, height=4)
+    plot_dependency_load(runs, ax)
+    theory = expected_amplification(outage_failure, layers, attempts)
+    lines = [f"{name}: {r.amplification_during(10, 20):.1f} calls per request in the outage"
+             for name, r in runs.items()]
+    ax.set_ylim(top=ax.get_ylim()[1] * 1.45)
+    with_budget = (1 + budget_ratio) ** layers
+    notes = [*lines, f"theory without budget: {theory:.1f}",
+             f"theory with budget, at most: (1 + {budget_ratio:g})^{layers} = {with_budget:.2f}"]
+    ax.text(0.99, 0.97, "\n".join(notes),
+            transform=ax.transAxes, ha="right", va="top", fontsize=9,
+            bbox={"facecolor": "white", "edgecolor": "#cccccc", "alpha": 0.9})
+    return fig
+
+
+# ============================================================================ permanent errors
+
+
+class InvalidRequestError(ValueError):
+    """The request itself is wrong: no number of retries will make it succeed."""
+
+
+@dataclass(frozen=True)
+class PermanentErrorResult:
+    """What one run of :func:`run_permanent_errors` produced (times in seconds)."""
+
+    retry_everything: bool
+    requests: int
+    invalid_requests: int
+    dependency_calls: int
+    calls_on_invalid: int
+    mean_time_to_reject: float
+    """How long a caller with an invalid request waited for its error."""
+
+    @property
+    def wasted_calls_per_invalid(self) -> float:
+        return self.calls_on_invalid / max(1, self.invalid_requests) - 1
+
+
+def run_permanent_errors(
+    *,
+    retry_everything: bool,
+    invalid_fraction: float = 0.2,
+    transient_failure: float = 0.1,
+    attempts: int = 5,
+    requests: int = 1000,
+    rate: float = 50.0,
+    latency: float = 0.020,
+    seed: int = 1,
+) -> PermanentErrorResult:
+    """Some requests are invalid (they always fail), others fail now and then.
+
+    With ``retry_everything`` the policy retries any error, as the guide's sketch does;
+    otherwise only :class:`ConnectionError` is retried and an invalid request fails at once.
+    """
+    env = simpy.Environment()
+    streams = RandomStreams(seed)
+    draw = streams.stream("faults")
+    policy = RetryPolicy(
+        stop=StopAfterAttempts(attempts),
+        backoff=ExponentialBackoff(0.05, cap=1.0, jitter="full"),
+        retry_on=Exception if retry_everything else ConnectionError,
+        rng=streams.stream("jitter"),
+    )
+    recorder = Recorder()
+
+    def request(index: int) -> Generator[Any, Any, None]:
+        invalid = draw.random() < invalid_fraction
+        started = env.now
+        recorder.record(started, "request", invalid=invalid)
+
+        def attempt() -> Generator[Any, Any, str]:
+            recorder.record(env.now, "dependency_call", invalid=invalid)
+            yield env.timeout(latency)
+            if invalid:
+                raise InvalidRequestError(f"request {index} is malformed")
+            if draw.random() < transient_failure:
+                raise DependencyError("transient failure")
+            return "ok"
+
+        try:
+            yield from policy.simpy_call(env, attempt)
+        except InvalidRequestError:
+            recorder.record(env.now, "rejected", waited=env.now - started)
+        except DependencyError:
+            recorder.record(env.now, "failed")
+
+    arrivals = poisson_arrivals(rate, requests / rate, streams.numpy("arrivals"))
+    start_at(env, arrivals, request)
+    env.run()
+    calls = recorder.select("dependency_call")
+    rejected = recorder.select("rejected")
+    return PermanentErrorResult(
+        retry_everything=retry_everything,
+        requests=recorder.count("request"),
+        invalid_requests=sum(1 for r in recorder.select("request") if r.data["invalid"]),
+        dependency_calls=len(calls),
+        calls_on_invalid=sum(1 for r in calls if r.data["invalid"]),
+        mean_time_to_reject=float(np.mean([r.data["waited"] for r in rejected]))
+        if rejected else math.nan,
+    )
+
+
+# ============================================================================ the retry wave
+
+
+@dataclass(frozen=True)
+class RetryWaveResult:
+    """Attempt times of clients that all failed together at time 0 (seconds)."""
+
+    label: str
+    clients: int
+    attempt_times: np.ndarray
+    recovered_at: float
+
+    def peak_rate(self, bin_width: float = 0.05) -> float:
+        """The highest rate of retries (calls per second) in any bin after time 0."""
+        retries = self.attempt_times[self.attempt_times > 0]
+        if len(retries) == 0:
+            return 0.0
+        edges = np.arange(0.0, retries.max() + bin_width, bin_width)
+        counts, _ = np.histogram(retries, bins=edges)
+        return float(counts.max() / bin_width)
+
+
+def run_retry_wave(
+    clients: int = 200,
+    *,
+    backoff: Backoff,
+    label_: str = "",
+    outage: float = 0.5,
+    latency: float = 0.010,
+    max_attempts: int = 8,
+    seed: int = 1,
+) -> RetryWaveResult:
+    """``clients`` clients call a dependency at time 0, during an outage of ``outage`` s.
+
+    They all fail together and retry as ``backoff`` says: how bunched are the waves of
+    retries that hit the dependency as it comes back?
+    """
+    env = simpy.Environment()
+    streams = RandomStreams(seed)
+    failure = FailureSchedule(0.0, [Outage(0.0, outage)])
+    policy = RetryPolicy(stop=StopAfterAttempts(max_attempts), backoff=backoff,
+                         retry_on=DependencyError, rng=streams.stream("jitter"))
+    recorder = Recorder()
+    policy.listeners.add(recorder.listener("client"))
+    draw = streams.stream("failures")
+
+    def attempt() -> Generator[Any, Any, str]:
+        yield env.timeout(latency)
+        if failure.fails(env.now, draw):
+            raise DependencyError("down")
+        return "ok"
+
+    def client() -> Generator[Any, Any, None]:
+        with contextlib.suppress(DependencyError):
+            yield from policy.simpy_call(env, attempt)
+
+    for _ in range(clients):
+        env.process(client())
+    env.run()
+    return RetryWaveResult(label_ or repr(backoff), clients, recorder.times("AttemptStarted"),
+                           outage)
+
+
+def plot_retry_wave(results: Sequence[RetryWaveResult], ax: Axes, *, bin_width: float = 0.02,
+                    until: float = 1.5) -> Axes:
+    """Retries per second hitting the dependency, one line per back-off."""
+    edges = np.arange(0.0, until + bin_width, bin_width)
+    for result in results:
+        counts, _ = np.histogram(result.attempt_times[result.attempt_times > 0], bins=edges)
+        ax.step(edges[:-1], counts / bin_width, where="post", color=color(result.label),
+                label=f"{result.label}: peak {result.peak_rate():.0f} calls/s", linewidth=1.4)
+    ax.axvspan(0, results[0].recovered_at, color="#d62728", alpha=0.08, label="outage")
+    ax.legend()
+    return label(ax, title=f"{results[0].clients} clients failed together at t = 0",
+                 xlabel="time (s)", ylabel="retries per second")
+
+
+# ============================================================================ for the notebook
+
+
+def contention_table(results: Mapping[str, ContentionResult]) -> str:
+    """Calls, calls per client and completion time of each run, as text."""
+    return format_table(
+        ["jitter", "calls", "calls per client", "all done after (s)"],
+        [[name, r.calls, r.calls_per_client, r.completion_time] for name, r in results.items()],
+    )
+
+
+def amplification_table(
+    probabilities: Sequence[float] = (0.1, 0.3, 0.5, 0.8, 1.0),
+    *,
+    layers: int = 3,
+    attempts: int = 3,
+    seed: int = 1,
+) -> str:
+    """Dependency calls per request: theory beside simulation, for failure probabilities."""
+    rows = []
+    for p in probabilities:
+        simulated = run_amplification(layers=layers, attempts=attempts,
+                                      failure=FailureSchedule(p), seed=seed)
+        rows.append([p, expected_amplification(p, layers, attempts), simulated.amplification])
+    return format_table(["failure probability", "theory", "simulated"], rows)
+
+
+def contention_explorer() -> Explorer:
+    """Sliders for the contention model: clients, base delay, cap, jitter kind."""
+    return Explorer(draw_contention, {
+        "clients": int_slider("clients", 50, 5, 200, 5),
+        "base_ms": log_slider("base delay (ms)", 5.0, 0, 2),
+        "cap_ms": log_slider("cap (ms)", 1000.0, 1, 4),
+        "jitter": choice("jitter", JITTER_KINDS, "full"),
+    })
+
+
+def amplification_explorer() -> Explorer:
+    """Sliders for layered retries: layers, attempts, budget and failure rate."""
+    return Explorer(draw_amplification, {
+        "layers": int_slider("layers", 3, 1, 4),
+        "attempts": int_slider("attempts per layer", 3, 1, 5),
+        "budget_ratio": float_slider("budget ratio", 0.1, 0.0, 0.5, 0.05),
+        "outage_failure": float_slider("failure rate in outage", 1.0, 0.0, 1.0, 0.05),
+    })
