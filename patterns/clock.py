@@ -65,8 +65,8 @@ class ManualClock:
         return self._now
 
     def advance(self, seconds: float) -> float:
-        """Move the clock forward by ``seconds`` (>= 0) and return the new time."""
-        require_non_negative("seconds", seconds)
+        """Move the clock forward by ``seconds`` (finite, >= 0) and return the new time."""
+        require_non_negative("seconds", require_finite("seconds", seconds))
         with self._lock:
             self._now += seconds
             return self._now

@@ -191,6 +191,9 @@ def plot_calls_over_time(results: Mapping[str, ContentionResult], ax: Axes) -> A
     for name, result in results.items():
         times = np.sort(result.attempt_times)
         made = np.arange(1, len(times) + 1)
+        if len(times) > 600:  # a few hundred steps look the same and draw 50x faster
+            keep = np.unique(np.linspace(0, len(times) - 1, 600).astype(int))
+            times, made = times[keep], made[keep]
         ax.step(np.maximum(times, 1e-3), made, where="post", color=color(name),
                 label=f"{name}: {result.calls} calls, {result.completion_time:.1f} s",
                 linewidth=1.6)
@@ -530,14 +533,13 @@ class RetryWaveResult:
     attempt_times: np.ndarray
     recovered_at: float
 
-    def peak_rate(self, bin_width: float = 0.05) -> float:
-        """The highest rate of retries (calls per second) in any bin after time 0."""
-        retries = self.attempt_times[self.attempt_times > 0]
-        if len(retries) == 0:
-            return 0.0
-        edges = np.arange(0.0, retries.max() + bin_width, bin_width)
-        counts, _ = np.histogram(retries, bins=edges)
-        return float(counts.max() / bin_width)
+    def idle_share(self, *, bin_width: float = 0.02, until: float | None = None) -> float:
+        """The share of ``bin_width`` slots, from 0 to ``until`` (default: the outage's
+        end), in which no retry reached the dependency: high means retries come in waves."""
+        end = self.recovered_at if until is None else until
+        edges = np.arange(0.0, end + bin_width / 2, bin_width)
+        counts, _ = np.histogram(self.attempt_times[self.attempt_times > 0], bins=edges)
+        return float(np.mean(counts == 0))
 
 
 def run_retry_wave(
@@ -588,7 +590,8 @@ def plot_retry_wave(results: Sequence[RetryWaveResult], ax: Axes, *, bin_width: 
     for result in results:
         counts, _ = np.histogram(result.attempt_times[result.attempt_times > 0], bins=edges)
         ax.step(edges[:-1], counts / bin_width, where="post", color=color(result.label),
-                label=f"{result.label}: peak {result.peak_rate():.0f} calls/s", linewidth=1.4)
+                label=f"{result.label}: no retry in {result.idle_share(bin_width=bin_width):.0%} "
+                f"of {bin_width * 1000:g} ms slots during the outage", linewidth=1.4)
     ax.axvspan(0, results[0].recovered_at, color="#d62728", alpha=0.08, label="outage")
     ax.legend()
     return label(ax, title=f"{results[0].clients} clients failed together at t = 0",
@@ -625,7 +628,7 @@ def amplification_table(
 def contention_explorer() -> Explorer:
     """Sliders for the contention model: clients, base delay, cap, jitter kind."""
     return Explorer(draw_contention, {
-        "clients": int_slider("clients", 50, 5, 200, 5),
+        "clients": int_slider("clients", 50, 5, 150, 5),
         "base_ms": log_slider("base delay (ms)", 5.0, 0, 2),
         "cap_ms": log_slider("cap (ms)", 1000.0, 1, 4),
         "jitter": choice("jitter", JITTER_KINDS, "full"),
@@ -640,3 +643,68 @@ def amplification_explorer() -> Explorer:
         "budget_ratio": float_slider("budget ratio", 0.1, 0.0, 0.5, 0.05),
         "outage_failure": float_slider("failure rate in outage", 1.0, 0.0, 1.0, 0.05),
     })
+
+
+def compare_guide(
+    clients: int = 100, *, base: float = 0.005, cap: float = 1.0, seed: int = 1
+) -> dict[str, ContentionResult]:
+    """Contention with the guide's back-off beside no jitter and full jitter."""
+    return {
+        "none": run_contention(clients, jitter="none", base=base, cap=cap, seed=seed),
+        "guide": run_contention(clients, backoff=GuideSketchBackoff(base, cap), seed=seed,
+                                label_="guide"),
+        "full": run_contention(clients, jitter="full", base=base, cap=cap, seed=seed),
+    }
+
+
+def delay_table(guide: Backoff, fixed: Backoff, count: int = 6) -> str:
+    """The first ``count`` delays of two back-offs side by side, in milliseconds."""
+    rows = [[n + 1, g * 1000, f * 1000]
+            for n, (g, f) in enumerate(zip(guide.first(count), fixed.first(count), strict=True))]
+    return format_table(["retry", "guide's sketch (ms)", "ExponentialBackoff (ms)"], rows)
+
+
+def draw_delay_distributions(
+    initial: float = 0.1, cap: float = 3.0, *, retries: int = 8, draws: int = 300, seed: int = 1
+) -> Figure:
+    """One panel per jitter kind: the delays drawn for each retry, against the nominal one."""
+    fig, axes = subplots(1, len(JITTER_KINDS), width=13, height=3.4, sharey=True)
+    rng = RandomStreams(seed).stream("delays")
+    spread = RandomStreams(seed).numpy("spread")
+    nominal = [min(cap, initial * 2.0**n) for n in range(retries)]
+    for ax, kind in zip(axes, JITTER_KINDS, strict=True):
+        backoff = ExponentialBackoff(initial, cap=cap, jitter=kind)
+        samples = np.array([backoff.first(retries, rng) for _ in range(draws)])
+        for n in range(retries):
+            xs = n + 1 + spread.uniform(-0.25, 0.25, size=draws)
+            ax.plot(xs, samples[:, n], ".", color=color(kind), alpha=0.25, markersize=3)
+        ax.plot(range(1, retries + 1), nominal, "k--", linewidth=1, label="capped 2ⁿ⁻¹ × initial")
+        label(ax, title=kind, xlabel="retry number", ylabel="delay (s)" if kind == "none" else "")
+    axes[0].legend(loc="upper left")
+    fig.suptitle(f"Delays before each retry (initial {initial:g} s, cap {cap:g} s)")
+    return fig
+
+
+def draw_retry_waves(clients: int = 200, *, initial: float = 0.05, cap: float = 1.0,
+                     outage: float = 2.0, seed: int = 1) -> Figure:
+    """Retries per second after a shared failure: the guide's jitter against full jitter."""
+    runs = [
+        run_retry_wave(clients, backoff=GuideSketchBackoff(initial, cap), label_="guide",
+                       outage=outage, max_attempts=10, seed=seed),
+        run_retry_wave(clients, backoff=ExponentialBackoff(initial, cap=cap, jitter="full"),
+                       label_="full", outage=outage, max_attempts=10, seed=seed),
+    ]
+    fig, ax = subplots(1, 1, width=10, height=3.8)
+    plot_retry_wave(runs, ax, until=outage + 1.5)
+    return fig
+
+
+def permanent_error_table(**options: Any) -> str:
+    """Retrying every error against retrying only transient ones (:func:`run_permanent_errors`)."""
+    rows = []
+    for everything in (True, False):
+        r = run_permanent_errors(retry_everything=everything, **options)
+        rows.append(["retry_on=Exception" if everything else "retry_on=ConnectionError",
+                     r.dependency_calls, r.wasted_calls_per_invalid, r.mean_time_to_reject * 1000])
+    return format_table(["policy", "dependency calls", "wasted calls per invalid request",
+                         "time to reject (ms)"], rows)

@@ -121,6 +121,8 @@ class LinearBackoff(Backoff):
         jitter: Jitter | str = Jitter.NONE,
     ) -> None:
         self.initial = require_non_negative("initial", initial)
+        if math.isinf(initial):
+            raise ValueError(f"initial must be finite, got {initial!r}")
         self.increment = require_non_negative("increment", increment)
         self.cap = require_at_least("cap", cap, initial)
         self.jitter = Jitter.parse(jitter)

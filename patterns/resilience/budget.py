@@ -6,14 +6,20 @@ user request: retries turn a partial outage into a full one. A budget caps retri
 at a fraction of the calls made, over a sliding window, the way Finagle's
 ``RetryBudget`` and gRPC's retry throttling do.
 
-Within any window of ``window`` seconds, a budget grants at most::
+A retry is granted only if, counting the calls and retries of the current window, it
+keeps::
 
-    ratio * calls + min_retries_per_second * window
+    retries <= ratio * calls + min_retries_per_second * window
 
-retries, where ``calls`` counts the first attempts recorded with :meth:`record_call`.
-The reserve (``min_retries_per_second``) lets a quiet client still retry now and then.
-The window slides in ``buckets`` steps, so counts leave it in slices of
-``window / buckets`` seconds. Thread-safe.
+where ``calls`` counts the first attempts recorded with :meth:`record_call`. The
+reserve (``min_retries_per_second``) lets a quiet client still retry now and then.
+
+The window slides in ``buckets`` steps: it covers the current bucket and the
+``buckets - 1`` before it, so counts leave it in slices of ``window / buckets``
+seconds. The bound above therefore holds for the window as counted at the moment of
+each grant; an arbitrary interval of ``window`` seconds that straddles bucket edges
+can see up to about twice as many retries (the same trade-off as Finagle's budget).
+With ``buckets=1`` windows are fixed and the bound is exact per window. Thread-safe.
 """
 
 from __future__ import annotations

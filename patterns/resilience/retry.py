@@ -35,6 +35,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
+from types import CoroutineType
 from typing import Any, ParamSpec, Protocol, TypeVar, overload
 
 from patterns._validation import require_int_at_least, require_non_negative
@@ -251,7 +252,12 @@ def _never_retried() -> tuple[type[BaseException], ...]:
 def _error_predicate(
     retry_on: type[BaseException] | tuple[type[BaseException], ...] | ErrorPredicate,
 ) -> ErrorPredicate:
-    if isinstance(retry_on, type) and issubclass(retry_on, BaseException):
+    if isinstance(retry_on, type):
+        if not issubclass(retry_on, BaseException):
+            raise TypeError(
+                f"retry_on must be an exception type, a tuple of them or a predicate, "
+                f"got the class {retry_on!r}"
+            )
         retry_on = (retry_on,)
     if isinstance(retry_on, tuple):
         for kind in retry_on:
@@ -260,7 +266,7 @@ def _error_predicate(
         kinds = retry_on
         return lambda error: isinstance(error, kinds)
     if callable(retry_on):
-        return retry_on  # type: ignore[return-value]
+        return retry_on
     raise TypeError(
         "retry_on must be an exception type, a tuple of them or a predicate, "
         f"got {retry_on!r}"
@@ -428,6 +434,12 @@ class RetryPolicy:
                     return run.give_up(error, None)  # type: ignore[no-any-return]
             else:
                 if self.retry_on_result is None or not self.retry_on_result(result):
+                    if type(result) is CoroutineType:
+                        result.close()  # type: ignore[attr-defined]
+                        raise TypeError(
+                            f"{fn!r} returned a coroutine: retry it with `await "
+                            "policy.acall(fn)` or decorate the async function"
+                        )
                     if self.listeners.snapshot:
                         self.listeners.emit(AttemptSucceeded(now(), attempt))
                     return result
@@ -575,9 +587,10 @@ class _Run:
     def give_up(self, error: BaseException | None, result: object) -> Any:
         """End the call: the fallback's value, or the error (re-raised with a note)."""
         policy = self.policy
-        final: BaseException
+        if error is not None and isinstance(error, _never_retried()):
+            raise error  # control flow (a SimPy Interrupt), not a failure: no fallback
         if error is None:
-            final = RetryExhaustedError(self.attempts, self.reason, result)
+            final: BaseException = RetryExhaustedError(self.attempts, self.reason, result)
         else:
             error.add_note(
                 f"retry: gave up after {self.attempts} attempt(s) ({self.reason.value})"

@@ -1,0 +1,73 @@
+"""How long a slider move takes to answer in the 4.1 notebook.
+
+    python benchmarks/bench_sliders.py
+
+For each explorer, every slider is moved to its lowest, default and highest value (the
+others at their defaults) and the redraw is timed as a learner experiences it: the
+model runs, the figure is drawn, and the figure is rendered to PNG as the notebook's
+inline backend does. Prints the median and the worst case per explorer; the target is
+under 0.5 s for every move.
+"""
+
+from __future__ import annotations
+
+import io
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from contextlib import redirect_stdout
+from typing import Any
+
+from matplotlib.figure import Figure
+
+from simulations.kit.widgets import Explorer
+from simulations.retry import amplification_explorer, contention_explorer
+
+TARGET_SECONDS = 0.5
+
+
+def time_redraw(draw: Callable[..., Figure], values: dict[str, Any]) -> float:
+    started = time.perf_counter()
+    figure = draw(**values)
+    figure.savefig(io.BytesIO(), format="png")
+    return time.perf_counter() - started
+
+
+def settings(explorer: Explorer) -> list[dict[str, Any]]:
+    defaults = explorer.values()
+    result = [dict(defaults)]
+    for name, control in explorer.controls.items():
+        options = getattr(control, "options", None)
+        candidates = list(options) if options is not None else [control.min, control.max]
+        if hasattr(control, "base"):  # a log slider: min and max are exponents
+            candidates = [control.base**control.min, control.base**control.max]
+        for value in candidates:
+            result.append({**defaults, name: value})
+    return result
+
+
+def main() -> int:
+    print("| explorer | moves | median (s) | worst (s) | worst setting |")
+    print("|---|---:|---:|---:|---|")
+    worst_overall = 0.0
+    with redirect_stdout(io.StringIO()):
+        explorers = {"contention (4.1)": contention_explorer(),
+                     "amplification (4.1)": amplification_explorer()}
+    for name, explorer in explorers.items():
+        timings = []
+        for values in settings(explorer):
+            timings.append((time_redraw(explorer._draw, values), values))
+        seconds = [t for t, _ in timings]
+        worst, worst_values = max(timings, key=lambda item: item[0])
+        changed = {k: v for k, v in worst_values.items() if v != explorer.values()[k]}
+        print(f"| {name} | {len(seconds)} | {statistics.median(seconds):.3f} | {worst:.3f} | "
+              f"{changed or 'defaults'} |")
+        worst_overall = max(worst_overall, worst)
+    verdict = "held" if worst_overall < TARGET_SECONDS else "NOT held"
+    print(f"\nTarget: every move under {TARGET_SECONDS} s: {verdict} (worst {worst_overall:.3f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
