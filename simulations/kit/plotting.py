@@ -48,8 +48,20 @@ def color(name: str) -> str:
 
 
 def apply_style() -> None:
-    """Apply the course style to every later figure (notebooks call this once)."""
+    """Set up a notebook: the course style, and figures shown inline as PNG.
+
+    Notebooks call this once at the top. The course's figures are built without pyplot
+    (see :func:`subplots`), so this also registers matplotlib's inline PNG formatter
+    with IPython, which shows any returned :class:`~matplotlib.figure.Figure`.
+    """
     mpl.rcParams.update(STYLE)
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover - IPython is installed with the course
+        return
+    shell = get_ipython()
+    if shell is not None:
+        shell.run_line_magic("matplotlib", "inline")
 
 
 @contextmanager
