@@ -30,7 +30,7 @@ TARGET_SECONDS = 0.5
 def time_redraw(draw: Callable[..., Figure], values: dict[str, Any]) -> float:
     started = time.perf_counter()
     figure = draw(**values)
-    figure.savefig(io.BytesIO(), format="png")
+    figure.savefig(io.BytesIO(), format="png", bbox_inches="tight")
     return time.perf_counter() - started
 
 
@@ -57,7 +57,7 @@ def main() -> int:
     for name, explorer in explorers.items():
         timings = []
         for values in settings(explorer):
-            timings.append((time_redraw(explorer._draw, values), values))
+            timings.append((time_redraw(explorer.draw_function, values), values))
         seconds = [t for t, _ in timings]
         worst, worst_values = max(timings, key=lambda item: item[0])
         changed = {k: v for k, v in worst_values.items() if v != explorer.values()[k]}

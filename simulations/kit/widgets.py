@@ -73,7 +73,7 @@ class Explorer(widgets.VBox):  # type: ignore[misc]
         *,
         columns: int = 2,
     ) -> None:
-        self._draw = draw
+        self.draw_function = draw
         self.controls = dict(controls)
         self.output = widgets.Output()
         self.status = widgets.HTML()
@@ -97,7 +97,7 @@ class Explorer(widgets.VBox):  # type: ignore[misc]
     def redraw(self) -> Figure:
         """Run the model with the current values and show the new figure."""
         started = time.perf_counter()
-        figure = self._draw(**self.values())
+        figure = self.draw_function(**self.values())
         with self.output:
             self.output.clear_output(wait=True)
             from IPython.display import display
