@@ -13,6 +13,7 @@ from typing import Any
 __all__ = [
     "require_at_least",
     "require_finite",
+    "require_finite_non_negative",
     "require_int_at_least",
     "require_non_negative",
     "require_positive",
@@ -41,6 +42,11 @@ def require_non_negative(name: str, value: float) -> float:
     if _require_real(name, value) < 0:
         raise ValueError(f"{name} must be >= 0, got {value!r}")
     return value
+
+
+def require_finite_non_negative(name: str, value: float) -> float:
+    """``value`` is a finite real number >= 0."""
+    return require_non_negative(name, require_finite(name, value))
 
 
 def require_positive(name: str, value: float) -> float:

@@ -12,7 +12,7 @@ import threading
 import time
 from typing import Final, Protocol, runtime_checkable
 
-from patterns._validation import require_finite, require_non_negative
+from patterns._validation import require_finite, require_finite_non_negative
 
 __all__ = ["MONOTONIC", "Clock", "ManualClock", "MonotonicClock"]
 
@@ -66,7 +66,7 @@ class ManualClock:
 
     def advance(self, seconds: float) -> float:
         """Move the clock forward by ``seconds`` (finite, >= 0) and return the new time."""
-        require_non_negative("seconds", require_finite("seconds", seconds))
+        require_finite_non_negative("seconds", seconds)
         with self._lock:
             self._now += seconds
             return self._now

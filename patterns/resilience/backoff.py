@@ -26,7 +26,11 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from enum import StrEnum
 
-from patterns._validation import require_at_least, require_non_negative
+from patterns._validation import (
+    require_at_least,
+    require_finite_non_negative,
+    require_non_negative,
+)
 
 __all__ = [
     "Backoff",
@@ -90,13 +94,11 @@ class ConstantBackoff(Backoff):
     __slots__ = ("delay", "jitter")
 
     def __init__(self, delay: float, *, jitter: Jitter | str = Jitter.NONE) -> None:
-        self.delay = require_non_negative("delay", delay)
+        self.delay = require_finite_non_negative("delay", delay)
         self.jitter = Jitter.parse(jitter)
         if self.jitter is Jitter.DECORRELATED:
             raise ValueError("jitter 'decorrelated' needs a growing back-off; "
                              "use ExponentialBackoff, got ConstantBackoff")
-        if math.isinf(delay):
-            raise ValueError(f"delay must be finite, got {delay!r}")
 
     def delays(self, rng: random.Random) -> Iterator[float]:
         delay, jitter = self.delay, self.jitter
@@ -120,9 +122,7 @@ class LinearBackoff(Backoff):
         cap: float = math.inf,
         jitter: Jitter | str = Jitter.NONE,
     ) -> None:
-        self.initial = require_non_negative("initial", initial)
-        if math.isinf(initial):
-            raise ValueError(f"initial must be finite, got {initial!r}")
+        self.initial = require_finite_non_negative("initial", initial)
         self.increment = require_non_negative("increment", increment)
         self.cap = require_at_least("cap", cap, initial)
         self.jitter = Jitter.parse(jitter)
@@ -160,9 +160,7 @@ class ExponentialBackoff(Backoff):
         cap: float = math.inf,
         jitter: Jitter | str = Jitter.NONE,
     ) -> None:
-        self.initial = require_non_negative("initial", initial)
-        if math.isinf(initial):
-            raise ValueError(f"initial must be finite, got {initial!r}")
+        self.initial = require_finite_non_negative("initial", initial)
         self.multiplier = require_at_least("multiplier", multiplier, 1.0)
         self.cap = require_at_least("cap", cap, initial)
         self.jitter = Jitter.parse(jitter)

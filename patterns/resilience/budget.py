@@ -29,8 +29,9 @@ import threading
 from dataclasses import dataclass
 
 from patterns._validation import (
+    require_finite,
+    require_finite_non_negative,
     require_int_at_least,
-    require_non_negative,
     require_positive,
     require_unit_interval,
 )
@@ -82,16 +83,10 @@ class RetryBudget:
         clock: Clock = MONOTONIC,
     ) -> None:
         self.ratio = require_unit_interval("ratio", ratio)
-        self.min_retries_per_second = require_non_negative(
+        self.min_retries_per_second = require_finite_non_negative(
             "min_retries_per_second", min_retries_per_second
         )
-        if math.isinf(min_retries_per_second):
-            raise ValueError(
-                f"min_retries_per_second must be finite, got {min_retries_per_second!r}"
-            )
-        self.window = require_positive("window", window)
-        if math.isinf(window):
-            raise ValueError(f"window must be finite, got {window!r}")
+        self.window = require_positive("window", require_finite("window", window))
         self.buckets = require_int_at_least("buckets", buckets, 1)
         self.clock = clock
         self._width = window / buckets

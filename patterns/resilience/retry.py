@@ -81,10 +81,10 @@ class StopCondition(ABC):
         """
 
     def __or__(self, other: StopCondition) -> StopCondition:
-        return _AnyStop(self, other)
+        return _CombinedStop("|", self, other)
 
     def __and__(self, other: StopCondition) -> StopCondition:
-        return _AllStop(self, other)
+        return _CombinedStop("&", self, other)
 
 
 class StopNever(StopCondition):
@@ -133,30 +133,25 @@ class StopAfterElapsed(StopCondition):
         return f"StopAfterElapsed({self.max_elapsed!r})"
 
 
-class _AnyStop(StopCondition):
-    __slots__ = ("parts",)
+class _CombinedStop(StopCondition):
+    """Stops when any part does (``|``) or when all parts do (``&``)."""
 
-    def __init__(self, *parts: StopCondition) -> None:
+    __slots__ = ("combine", "parts", "symbol")
+
+    def __init__(self, symbol: str, *parts: StopCondition) -> None:
+        for part in parts:
+            if not isinstance(part, StopCondition):
+                raise TypeError(f"can only combine StopConditions, got {part!r}")
+        self.symbol = symbol
+        self.combine = any if symbol == "|" else all
         self.parts = parts
 
     def should_stop(self, attempts: int, elapsed: float, next_delay: float) -> bool:
-        return any(part.should_stop(attempts, elapsed, next_delay) for part in self.parts)
+        return self.combine(part.should_stop(attempts, elapsed, next_delay)
+                            for part in self.parts)
 
     def __repr__(self) -> str:
-        return " | ".join(map(repr, self.parts))
-
-
-class _AllStop(StopCondition):
-    __slots__ = ("parts",)
-
-    def __init__(self, *parts: StopCondition) -> None:
-        self.parts = parts
-
-    def should_stop(self, attempts: int, elapsed: float, next_delay: float) -> bool:
-        return all(part.should_stop(attempts, elapsed, next_delay) for part in self.parts)
-
-    def __repr__(self) -> str:
-        return "(" + " & ".join(map(repr, self.parts)) + ")"
+        return "(" + f" {self.symbol} ".join(map(repr, self.parts)) + ")"
 
 
 # --------------------------------------------------------------------------- events

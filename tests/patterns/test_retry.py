@@ -265,12 +265,15 @@ def test_combined_stop_conditions_decide_like_any_and_all(
 def test_stop_conditions_nest_and_show_their_structure() -> None:
     stop = (StopAfterAttempts(5) | StopAfterElapsed(2.5)) & StopNever()
     assert repr(StopAfterAttempts(5) | StopAfterElapsed(2.5)) == (
-        "StopAfterAttempts(5) | StopAfterElapsed(2.5)"
+        "(StopAfterAttempts(5) | StopAfterElapsed(2.5))"
     )
+    assert repr(stop) == "((StopAfterAttempts(5) | StopAfterElapsed(2.5)) & StopNever())"
     assert repr(StopAfterAttempts(2) & StopAfterElapsed(1)) == (
         "(StopAfterAttempts(2) & StopAfterElapsed(1))"
     )
     assert stop.should_stop(10, 100.0, 1.0) is False  # StopNever vetoes
+    with pytest.raises(TypeError, match="can only combine StopConditions, got 3"):
+        StopAfterAttempts(2) | 3  # type: ignore[operator]
 
 
 def test_stop_after_elapsed_looks_ahead_by_the_next_delay() -> None:
