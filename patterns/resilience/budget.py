@@ -24,7 +24,6 @@ With ``buckets=1`` windows are fixed and the bound is exact per window. Thread-s
 
 from __future__ import annotations
 
-import math
 import threading
 from dataclasses import dataclass
 
@@ -35,9 +34,12 @@ from patterns._validation import (
     require_positive,
     require_unit_interval,
 )
+from patterns._window import BucketedCounts
 from patterns.clock import MONOTONIC, Clock
 
 __all__ = ["BudgetSnapshot", "RetryBudget"]
+
+_CALLS, _RETRIES = 0, 1  # the two counters of the window
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,13 +61,8 @@ class RetryBudget:
     """Allow retries only while they are at most ``ratio`` of recent calls (plus a reserve)."""
 
     __slots__ = (
-        "_bucket_calls",
-        "_bucket_retries",
-        "_calls",
-        "_current",
+        "_counts",
         "_lock",
-        "_retries",
-        "_width",
         "buckets",
         "clock",
         "min_retries_per_second",
@@ -89,12 +86,7 @@ class RetryBudget:
         self.window = require_positive("window", require_finite("window", window))
         self.buckets = require_int_at_least("buckets", buckets, 1)
         self.clock = clock
-        self._width = window / buckets
-        self._bucket_calls = [0] * buckets
-        self._bucket_retries = [0] * buckets
-        self._calls = 0
-        self._retries = 0
-        self._current = math.floor(clock.now() / self._width)
+        self._counts = BucketedCounts(2, window, buckets, clock.now())
         self._lock = threading.Lock()
 
     @property
@@ -102,48 +94,30 @@ class RetryBudget:
         """Retries allowed per window regardless of traffic."""
         return self.min_retries_per_second * self.window
 
-    def _slide(self) -> int:
-        """Expire buckets older than the window; return the current bucket's slot."""
-        index = math.floor(self.clock.now() / self._width)
-        gap = index - self._current
-        if gap > 0:
-            count = self.buckets
-            calls, retries = self._bucket_calls, self._bucket_retries
-            for step in range(1, min(gap, count) + 1):
-                slot = (self._current + step) % count
-                self._calls -= calls[slot]
-                self._retries -= retries[slot]
-                calls[slot] = 0
-                retries[slot] = 0
-            self._current = index
-        return self._current % self.buckets
-
     def record_call(self) -> None:
         """Count one call (a first attempt); each call earns ``ratio`` of a retry."""
         with self._lock:
-            slot = self._slide()
-            self._bucket_calls[slot] += 1
-            self._calls += 1
+            self._counts.add(self.clock.now(), _CALLS)
 
     def try_acquire_retry(self) -> bool:
         """Take one retry from the budget; ``False`` (and nothing taken) if none is left."""
         with self._lock:
-            slot = self._slide()
-            if self._retries + 1 > self.ratio * self._calls + self.reserve + 1e-9:
+            counts = self._counts
+            slot = counts.slide(self.clock.now())
+            calls, retries = counts.totals
+            if retries + 1 > self.ratio * calls + self.reserve + 1e-9:
                 return False
-            self._bucket_retries[slot] += 1
-            self._retries += 1
+            slot[_RETRIES] += 1
+            counts.totals[_RETRIES] += 1
             return True
 
     def snapshot(self) -> BudgetSnapshot:
         """The calls and retries counted in the current window."""
         with self._lock:
-            self._slide()
-            return BudgetSnapshot(
-                calls=self._calls,
-                retries=self._retries,
-                allowed=self.ratio * self._calls + self.reserve,
-            )
+            self._counts.slide(self.clock.now())
+            calls, retries = self._counts.totals
+            return BudgetSnapshot(calls=calls, retries=retries,
+                                  allowed=self.ratio * calls + self.reserve)
 
     def __repr__(self) -> str:
         return (f"RetryBudget(ratio={self.ratio!r}, "
