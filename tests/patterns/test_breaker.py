@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import threading
 import time
@@ -23,7 +24,7 @@ from patterns.resilience.breaker import (
 )
 
 
-class Boom(Exception):
+class BoomError(Exception):
     pass
 
 
@@ -32,7 +33,7 @@ def ok() -> str:
 
 
 def boom() -> str:
-    raise Boom("down")
+    raise BoomError("down")
 
 
 def feed(breaker: CircuitBreaker, outcomes: str) -> None:
@@ -41,7 +42,7 @@ def feed(breaker: CircuitBreaker, outcomes: str) -> None:
         if outcome == "s":
             breaker.call(ok)
         else:
-            with pytest.raises(Boom):
+            with pytest.raises(BoomError):
                 breaker.call(boom)
 
 
@@ -126,7 +127,7 @@ def test_slow_calls_trip_the_breaker() -> None:
 
 
 def test_which_exceptions_count() -> None:
-    breaker = make(record_exceptions=(Boom,), ignore_exceptions=(KeyError,),
+    breaker = make(record_exceptions=(BoomError,), ignore_exceptions=(KeyError,),
                    minimum_calls=2)
     with pytest.raises(ValueError):  # noqa: PT011 - any ValueError: counted as success
         breaker.call(lambda: int("x"))
@@ -215,7 +216,7 @@ def test_late_failures_from_an_earlier_period_do_not_extend_the_open_time() -> N
     clock.advance(4.0)
     for permit in late:
         assert permit is not None
-        permit.failed(Boom("late"))
+        permit.failed(BoomError("late"))
     assert breaker.retry_after() == pytest.approx(1.0)
     clock.advance(1.0)
     assert breaker.state is CircuitState.HALF_OPEN
@@ -294,12 +295,12 @@ def test_async_driver_and_decorator() -> None:
     @breaker
     async def fetch(fail: bool) -> str:
         if fail:
-            raise Boom("x")
+            raise BoomError("x")
         return "ok"
 
     async def main() -> None:
         assert await fetch(False) == "ok"
-        with pytest.raises(Boom):
+        with pytest.raises(BoomError):
             await fetch(True)
         with pytest.raises(CircuitOpenError):
             await fetch(False)
@@ -336,7 +337,7 @@ def test_simpy_driver_in_simulated_time() -> None:
     def attempt(fail: bool):  # type: ignore[no-untyped-def]
         yield env.timeout(0.5)
         if fail:
-            raise Boom("x")
+            raise BoomError("x")
         return "ok"
 
     def client():  # type: ignore[no-untyped-def]
@@ -344,7 +345,7 @@ def test_simpy_driver_in_simulated_time() -> None:
             try:
                 yield from breaker.simpy_call(env, lambda fail=fail: attempt(fail))
                 outcomes.append((env.now, "ok"))
-            except Boom:
+            except BoomError:
                 outcomes.append((env.now, "failed"))
             except CircuitOpenError:
                 outcomes.append((env.now, "rejected"))
@@ -381,10 +382,8 @@ def test_half_open_never_has_more_trials_in_flight_than_configured() -> None:
     def worker() -> None:
         start.wait()
         for _ in range(20):
-            try:
+            with contextlib.suppress(CircuitOpenError):
                 breaker.call(trial)
-            except CircuitOpenError:
-                pass
 
     threads = [threading.Thread(target=worker) for _ in range(16)]
     for thread in threads:
@@ -402,10 +401,8 @@ def test_many_threads_keep_the_window_consistent() -> None:
 
     def worker(fail: bool) -> None:
         for _ in range(500):
-            try:
+            with contextlib.suppress(BoomError):
                 breaker.call(boom if fail else ok)
-            except Boom:
-                pass
 
     threads = [threading.Thread(target=worker, args=(i % 2 == 0,)) for i in range(8)]
     for thread in threads:
@@ -439,10 +436,8 @@ def test_state_sequence_is_always_a_legal_path(steps: list[tuple[str, float]]) -
         if action == "w":
             clock.advance(wait)
             continue
-        try:
+        with contextlib.suppress(BoomError, CircuitOpenError):
             breaker.call(ok if action == "s" else boom)
-        except (Boom, CircuitOpenError):
-            pass
     previous = CircuitState.CLOSED
     for event in transitions:
         assert event.from_state is previous
@@ -482,6 +477,6 @@ def test_outcomes_from_before_a_reset_are_not_counted() -> None:
     stale = breaker.try_acquire()
     breaker.reset()
     assert stale is not None
-    stale.failed(Boom("from before the reset"))
+    stale.failed(BoomError("from before the reset"))
     assert breaker.metrics().calls == 0
     assert breaker.state is CircuitState.CLOSED
