@@ -1,4 +1,4 @@
-"""How long a slider move takes to answer in the 4.1 notebook.
+"""How long a slider move takes to answer in the notebooks.
 
     python benchmarks/bench_sliders.py
 
@@ -22,6 +22,7 @@ from typing import Any
 from matplotlib.figure import Figure
 
 from simulations.kit.widgets import Explorer
+from simulations.breaker import breaker_explorer
 from simulations.retry import amplification_explorer, contention_explorer
 
 TARGET_SECONDS = 0.5
@@ -53,7 +54,8 @@ def main() -> int:
     worst_overall = 0.0
     with redirect_stdout(io.StringIO()):
         explorers = {"contention (4.1)": contention_explorer(),
-                     "amplification (4.1)": amplification_explorer()}
+                     "amplification (4.1)": amplification_explorer(),
+                     "breaker (4.2)": breaker_explorer()}
     for name, explorer in explorers.items():
         timings = []
         for values in settings(explorer):
