@@ -32,6 +32,7 @@ import inspect
 import math
 import random
 import threading
+from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
@@ -43,7 +44,7 @@ from patterns._validation import (
     require_non_negative,
     require_positive,
 )
-from patterns._window import BucketedCounts, RingCounts
+from patterns._window import BucketedCounts
 from patterns.clock import MONOTONIC, Clock
 from patterns.events import Listeners
 from patterns.resilience.backoff import Backoff
@@ -179,6 +180,7 @@ ExceptionFilter = type[BaseException] | tuple[type[BaseException], ...] | Callab
 ]
 
 _FAILED, _SLOW = 1, 2  # bit flags of one outcome in the sliding window
+_CLOSED = CircuitState.CLOSED
 _CALLS, _FAILURES, _SLOWS = 0, 1, 2  # counters of the time-based window
 
 
@@ -342,14 +344,15 @@ class CircuitBreaker:
         self._not_permitted = 0
         self._trial_permits = 0
         self._trial_counts = [0, 0, 0]  # finished trial calls, failures, slow
-        self._ring: RingCounts | None = None
+        # The count window: the last window_size outcomes (bit flags _FAILED, _SLOW).
+        self._outcomes: deque[int] = deque(
+            maxlen=int(self.window_size) if self.window_type is WindowType.COUNT else 1)
         self._buckets: BucketedCounts | None = None
-        if self.window_type is WindowType.COUNT:
-            self._ring = RingCounts(int(self.window_size), 2)
-        else:
+        if self.window_type is WindowType.TIME:
             self._buckets = BucketedCounts(3, self.window_size, self.window_buckets,
                                            clock.now())
         self._timed = not math.isinf(self.slow_call_duration)
+        self._untimed_count_window = self._buckets is None and not self._timed
 
     # ----------------------------------------------------------------- state
 
@@ -480,11 +483,10 @@ class CircuitBreaker:
 
     def call(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
         """Call ``fn`` through the breaker; raise :class:`CircuitOpenError` if rejected."""
-        ring = self._ring
-        if (self._state is CircuitState.CLOSED and ring is not None and not self._timed
-                and not self.listeners.snapshot):
+        if self._state is _CLOSED and self._untimed_count_window and not self.listeners.snapshot:
             # The common case, kept short: closed, count window, nothing timed or observed.
-            # Same protocol as a permit, without allocating one.
+            # The same protocol as a permit, without allocating one; a success is one
+            # thread-safe deque append, with no lock.
             epoch = self._epoch
             try:
                 result = fn(*args, **kwargs)
@@ -493,13 +495,11 @@ class CircuitBreaker:
                 raise
             if self.record_result is not None and self.record_result(result):
                 Permit(self, epoch, 0.0, False).failed(None)
-                return result
-            with self._lock:
-                if epoch == self._epoch:
-                    full = ring.events == ring.size
-                    ring.add(0)
-                    if not full:  # while the window fills, a success can reach minimum_calls
-                        self._judge_closed(self.clock.now(), [])
+            elif epoch == self._epoch:
+                outcomes = self._outcomes
+                outcomes.append(0)
+                if len(outcomes) == self.minimum_calls:  # the first judgement is due
+                    self._judge_after_success(epoch)
             return result
         permit = self.try_acquire()
         if permit is None:
@@ -586,9 +586,14 @@ class CircuitBreaker:
 
     # ----------------------------------------------------------------- internals (locked)
 
+    def _judge_after_success(self, epoch: int) -> None:
+        with self._lock:
+            if epoch == self._epoch and self._state is _CLOSED:
+                self._judge_closed(self.clock.now(), [])
+
     def _add_to_window(self, now: float, failed: bool, slow: bool) -> None:
-        if self._ring is not None:
-            self._ring.add(failed | (slow << 1))
+        if self._buckets is None:
+            self._outcomes.append(failed | (slow << 1))
         else:
             assert self._buckets is not None
             slot = self._buckets.slide(now)
@@ -603,9 +608,11 @@ class CircuitBreaker:
                 totals[_SLOWS] += 1
 
     def _window_totals(self, now: float) -> tuple[int, int, int]:
-        if self._ring is not None:
-            return self._ring.events, self._ring.totals[0], self._ring.totals[1]
-        assert self._buckets is not None
+        if self._buckets is None:
+            outcomes = self._outcomes
+            failed_fast, slow_ok = outcomes.count(_FAILED), outcomes.count(_SLOW)
+            failed_slow = outcomes.count(_FAILED | _SLOW)
+            return len(outcomes), failed_fast + failed_slow, slow_ok + failed_slow
         self._buckets.slide(now)
         calls, failures, slow = self._buckets.totals
         return calls, failures, slow
@@ -668,8 +675,7 @@ class CircuitBreaker:
         else:
             self._open_until = math.inf
         if to_state is CircuitState.CLOSED:
-            if self._ring is not None:
-                self._ring.clear()
+            self._outcomes = deque(maxlen=self._outcomes.maxlen)
             if self._buckets is not None:
                 self._buckets.clear()
         return StateTransition(now, self.name, from_state, to_state, reason)
