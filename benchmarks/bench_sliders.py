@@ -21,8 +21,8 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
-from simulations.kit.widgets import Explorer
 from simulations.breaker import breaker_explorer
+from simulations.kit.widgets import Explorer
 from simulations.retry import amplification_explorer, contention_explorer
 
 TARGET_SECONDS = 0.5
