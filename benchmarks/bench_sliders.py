@@ -22,6 +22,7 @@ from typing import Any
 from matplotlib.figure import Figure
 
 from simulations.breaker import breaker_explorer
+from simulations.bulkhead import isolation_explorer, queue_explorer
 from simulations.kit.widgets import Explorer
 from simulations.retry import amplification_explorer, contention_explorer
 
@@ -55,7 +56,9 @@ def main() -> int:
     with redirect_stdout(io.StringIO()):
         explorers = {"contention (4.1)": contention_explorer(),
                      "amplification (4.1)": amplification_explorer(),
-                     "breaker (4.2)": breaker_explorer()}
+                     "breaker (4.2)": breaker_explorer(),
+                     "isolation (4.3)": isolation_explorer(),
+                     "queueing (4.3)": queue_explorer()}
     for name, explorer in explorers.items():
         timings = []
         for values in settings(explorer):
