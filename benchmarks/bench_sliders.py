@@ -24,6 +24,7 @@ from matplotlib.figure import Figure
 from simulations.breaker import breaker_explorer
 from simulations.bulkhead import isolation_explorer, queue_explorer
 from simulations.kit.widgets import Explorer
+from simulations.ratelimit import instances_explorer, limiter_explorer
 from simulations.retry import amplification_explorer, contention_explorer
 
 TARGET_SECONDS = 0.5
@@ -58,7 +59,9 @@ def main() -> int:
                      "amplification (4.1)": amplification_explorer(),
                      "breaker (4.2)": breaker_explorer(),
                      "isolation (4.3)": isolation_explorer(),
-                     "queueing (4.3)": queue_explorer()}
+                     "queueing (4.3)": queue_explorer(),
+                     "limiters (4.5)": limiter_explorer(),
+                     "instances (4.5)": instances_explorer()}
     for name, explorer in explorers.items():
         timings = []
         for values in settings(explorer):

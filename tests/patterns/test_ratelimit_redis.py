@@ -1,0 +1,289 @@
+"""Tests for :class:`patterns.resilience.ratelimit.RedisGCRALimiter` against a real Redis.
+
+The ``redis_server`` fixture (``conftest.py``) starts ``redis-server`` on a loopback port;
+without it these tests are skipped, except in CI, where they fail.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+import threading
+import time
+from collections.abc import Iterator
+from fractions import Fraction
+
+import pytest
+
+if os.environ.get("CI", "").strip().lower() in ("", "0", "false", "no"):
+    redis = pytest.importorskip("redis")  # the client is pinned in requirements.txt
+else:
+    import redis  # in CI a missing client is a failure, never a silent skip
+
+from patterns.clock import ManualClock
+from patterns.resilience.ratelimit import (
+    GCRALimiter,
+    RateLimiterStats,
+    RateLimitExceededError,
+    RedisGCRALimiter,
+    Rejected,
+    TieredRateLimiter,
+    rate_limited,
+)
+from patterns.resilience.ratelimit.redis_limiter import GCRA_SCRIPT
+
+_keys = itertools.count()
+
+
+@pytest.fixture
+def client(redis_server: int) -> Iterator[redis.Redis]:
+    connection = redis.Redis(host="127.0.0.1", port=redis_server)
+    connection.flushall()
+    yield connection
+    connection.close()
+
+
+@pytest.fixture
+def key() -> str:
+    return f"limit:test:{next(_keys)}"
+
+
+def take_all(limiter: RedisGCRALimiter, limit: int = 1000) -> int:
+    for admitted in range(limit):
+        if not limiter.try_acquire():
+            return admitted
+    raise AssertionError("never refused")
+
+
+# =========================================================================== decisions
+
+
+def test_admits_the_burst_then_refuses(client: redis.Redis, key: str) -> None:
+    # A very slow rate: no permit comes back while the test runs.
+    limiter = RedisGCRALimiter(client, key, 0.001, 5)
+    assert take_all(limiter) == 5
+    assert limiter.stats() == RateLimiterStats(admitted=5, rejected=1)
+    assert limiter.time_until() == pytest.approx(1000.0, abs=0.01)
+    assert limiter.time_until(5) == pytest.approx(5000.0, abs=0.01)
+    assert limiter.time_until(6) == math.inf
+
+
+def test_a_refused_request_writes_nothing(client: redis.Redis, key: str) -> None:
+    # The guide's limiter adds every request to its sorted set before counting, so a
+    # flood of refused requests keeps everyone out. Here a refusal changes nothing.
+    limiter = RedisGCRALimiter(client, key, 0.001, 3)
+    assert take_all(limiter) == 3
+    state = client.hgetall(key)
+    for _ in range(200):
+        assert not limiter.try_acquire()
+    assert client.hgetall(key) == state
+    assert limiter.stats() == RateLimiterStats(admitted=3, rejected=201)
+
+
+def test_a_flood_of_refusals_does_not_delay_the_next_admission(client: redis.Redis,
+                                                               key: str) -> None:
+    limiter = RedisGCRALimiter(client, key, 20.0, 1)
+    assert limiter.try_acquire()
+    wait = limiter.time_until()
+    assert 0.0 < wait <= 0.05
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline - 0.005:  # refused requests in the meantime
+        limiter.try_acquire()
+    time.sleep(max(0.0, deadline - time.monotonic()) + 0.002)
+    assert limiter.try_acquire()  # the flood did not push the next permit back
+
+
+def test_permits_come_back_with_the_server_clock(client: redis.Redis, key: str) -> None:
+    limiter = RedisGCRALimiter(client, key, 50.0, 2, clock=ManualClock())
+    assert take_all(limiter) == 2
+    # The limiter's own clock is frozen; only the server's time matters for decisions.
+    time.sleep(0.045)  # a little over 2 permits at 50/s
+    assert take_all(limiter) == 2
+
+
+def test_the_blocking_driver_waits_as_the_server_says(client: redis.Redis, key: str) -> None:
+    limiter = RedisGCRALimiter(client, key, 40.0, 1)
+    started = time.monotonic()
+    for _ in range(4):
+        assert limiter.acquire()
+    assert time.monotonic() - started >= 3 / 40 - 0.005
+    assert limiter.stats() == RateLimiterStats(admitted=4, rejected=0)
+    assert not limiter.acquire(timeout=0.001)
+
+
+def test_weighted_requests_and_refund(client: redis.Redis, key: str) -> None:
+    limiter = RedisGCRALimiter(client, key, 0.001, 10)
+    assert limiter.try_acquire(7)
+    assert not limiter.try_acquire(4)
+    assert limiter.try_acquire(3)
+    limiter.refund(2)
+    assert limiter.try_acquire(2)
+    assert not limiter.try_acquire()
+    limiter.refund(100)  # never beyond a full bucket: the key is simply gone
+    assert not client.exists(key)
+    assert limiter.try_acquire(10)
+    assert limiter.attempt(11) == math.inf  # never sent to the server
+
+
+def test_server_time_not_client_time(client: redis.Redis, key: str) -> None:
+    limiter = RedisGCRALimiter(client, key, 1.0, 1, clock=ManualClock(-1e9))
+    seconds, micros = client.time()
+    server_now = seconds * 1_000_000 + micros
+    assert abs(limiter.server_time_us() - server_now) < 200_000
+    assert limiter.try_acquire()
+    stored = int(client.hget(key, "tat"))
+    # The stored theoretical arrival time is the server's now plus one interval.
+    assert abs(stored - (server_now + 1_000_000)) < 200_000
+    assert "redis.call('TIME')" in GCRA_SCRIPT
+
+
+def test_exact_fractions_of_a_microsecond(client: redis.Redis, key: str) -> None:
+    # 1.5 per second is 666,666 2/3 µs per permit: held as q + r/L, nothing truncated.
+    limiter = RedisGCRALimiter(client, key, 1.5, 3)
+    assert limiter.interval_us == Fraction(2_000_000, 3)
+    start = limiter.server_time_us()
+    stored = []
+    for _ in range(3):
+        assert limiter.try_acquire()
+        stored.append((int(client.hget(key, "tat")), int(client.hget(key, "frac"))))
+    # The remainders carry: 2/3, 4/3 = 1 + 1/3, 3/3 = 1 + 0 (in thirds of a µs) ...
+    assert [frac for _, frac in stored] == [2, 1, 0]
+    # ... so the three intervals add up to exactly 2 s after the first one's start.
+    assert stored[2][0] - stored[0][0] == 1_333_334
+    assert 666_666 <= stored[0][0] - start < 666_666 + 100_000
+    limiter.refund(1)
+    assert (int(client.hget(key, "tat")), int(client.hget(key, "frac"))) == \
+        (stored[1][0], stored[1][1])
+
+
+def test_the_key_expires_once_the_bucket_is_full_again(client: redis.Redis, key: str) -> None:
+    limiter = RedisGCRALimiter(client, key, 10.0, 4)
+    assert limiter.try_acquire(2)  # full again 0.2 s from now
+    ttl = client.pttl(key)
+    assert 0 < ttl <= 202
+    time.sleep(0.25)
+    assert not client.exists(key)
+
+
+def test_same_instant_requests_are_all_counted(client: redis.Redis, key: str) -> None:
+    # The guide stores one sorted-set member per millisecond, so requests in the same
+    # millisecond overwrite each other. 200 requests in one pipeline (well within a
+    # few milliseconds) are all counted here.
+    limiter = RedisGCRALimiter(client, key, 0.001, 100)
+    script = client.register_script(GCRA_SCRIPT)
+    q, r = divmod(limiter.interval_us.numerator, limiter.interval_us.denominator)
+    pipe = client.pipeline(transaction=False)
+    for _ in range(200):
+        script(keys=[key], args=[q, r, limiter.interval_us.denominator, limiter._tolerance,
+                                 1, "take"], client=pipe)
+    results = pipe.execute()
+    assert sum(allowed for allowed, _, _ in results) == 100
+
+
+# =========================================================================== sharing
+
+
+def test_concurrent_clients_never_over_admit(redis_server: int, key: str) -> None:
+    # 8 threads, each its own connection (its own "instance"), 60 attempts each, on a
+    # limit that refills too slowly to matter: exactly the burst is admitted, atomically.
+    admitted = [0] * 8
+    start = threading.Barrier(8)
+
+    def instance(index: int) -> None:
+        connection = redis.Redis(host="127.0.0.1", port=redis_server)
+        limiter = RedisGCRALimiter(connection, key, 0.001, 25)
+        start.wait()
+        for _ in range(60):
+            admitted[index] += limiter.try_acquire()
+        connection.close()
+
+    threads = [threading.Thread(target=instance, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sum(admitted) == 25
+
+
+def test_concurrent_clients_share_the_rate(redis_server: int, key: str) -> None:
+    # 4 instances hammer a shared 100/s limit (burst 5) for 0.3 s: together they get
+    # burst + rate * elapsed, no more.
+    admitted = [0] * 4
+    start = threading.Barrier(4)
+    began = [0.0]
+
+    def instance(index: int) -> None:
+        connection = redis.Redis(host="127.0.0.1", port=redis_server)
+        limiter = RedisGCRALimiter(connection, key, 100.0, 5)
+        start.wait()
+        if index == 0:
+            began[0] = time.monotonic()
+        deadline = time.monotonic() + 0.3
+        while time.monotonic() < deadline:
+            admitted[index] += limiter.try_acquire()
+        connection.close()
+
+    threads = [threading.Thread(target=instance, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.monotonic() - began[0]
+    assert sum(admitted) <= 5 + 100 * elapsed + 1
+    assert sum(admitted) >= 5 + 100 * 0.3 * 0.8  # and the limit is actually used
+
+
+def test_tiered_local_limiter_in_front(client: redis.Redis, key: str) -> None:
+    local = GCRALimiter(0.001, 3)
+    shared = RedisGCRALimiter(client, key, 0.001, 2)
+    tier = TieredRateLimiter(local, shared)
+    events: list[object] = []
+    tier.listeners.add(events.append)
+    assert tier.try_acquire()
+    assert tier.try_acquire()
+    assert not tier.try_acquire()  # the shared limit refused: the local permit came back
+    assert local.time_until() == 0.0
+    assert local.try_acquire()  # so a local permit is still there
+    calls = shared.stats().total
+    assert not tier.try_acquire()  # now the local tier refuses: Redis is not asked
+    assert shared.stats().total == calls
+    assert isinstance(events[-1], Rejected)
+
+
+def test_decorator_with_redis(client: redis.Redis, key: str) -> None:
+    limiter = RedisGCRALimiter(client, key, 0.001, 1)
+
+    @rate_limited(limiter)
+    def handle() -> str:
+        return "ok"
+
+    assert handle() == "ok"
+    with pytest.raises(RateLimitExceededError) as caught:
+        handle()
+    assert caught.value.retry_after == pytest.approx(1000.0, abs=0.01)
+
+
+def test_from_url(redis_server: int, key: str) -> None:
+    limiter = RedisGCRALimiter.from_url(f"redis://127.0.0.1:{redis_server}/0", key, 1.0, 2)
+    assert take_all(limiter) == 2
+
+
+# =========================================================================== validation
+
+
+def test_validation(client: redis.Redis) -> None:
+    with pytest.raises(TypeError, match="client must be a Redis client"):
+        RedisGCRALimiter(object(), "k", 1.0, 1)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="key must be a non-empty str"):
+        RedisGCRALimiter(client, "", 1.0, 1)
+    with pytest.raises(ValueError, match="rate must be > 0, got 0"):
+        RedisGCRALimiter(client, "k", 0, 1)
+    with pytest.raises(ValueError, match="burst must be >= 1, got 0"):
+        RedisGCRALimiter(client, "k", 1.0, 0)
+    with pytest.raises(ValueError, match="rate must be at most 1e9"):
+        RedisGCRALimiter(client, "k", 1e13, 1)
+    with pytest.raises(ValueError, match="too long a window"):
+        RedisGCRALimiter(client, "k", 1e-6, 10**6)
+    assert repr(RedisGCRALimiter(client, "k", 2.0, 3)) == \
+        "RedisGCRALimiter(key='k', rate=2.0, burst=3)"

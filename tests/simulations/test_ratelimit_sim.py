@@ -1,0 +1,283 @@
+"""Simulations of guide section 4.5 assert what the notebook claims, and agree with theory."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from matplotlib.figure import Figure
+
+from patterns.clock import ManualClock
+from patterns.resilience.ratelimit import GCRALimiter
+from simulations.ratelimit import (
+    EDGE_KINDS,
+    INSTANCE_MODES,
+    KINDS,
+    GuideSketchDistributedRateLimiter,
+    GuideSketchRedis,
+    GuideSketchSlidingWindow,
+    GuideSketchTokenBucket,
+    compare_limiters,
+    draw_edge_attack,
+    draw_flood,
+    draw_instances,
+    draw_limiter,
+    draw_offered_vs_admitted,
+    draw_truncation,
+    guide_truncated_rate,
+    instances_explorer,
+    limiter_explorer,
+    limiter_table,
+    make_limiter,
+    max_in_window,
+    run_cas_race,
+    run_edge_attack,
+    run_flood,
+    run_instances,
+    run_limiter,
+    run_same_millisecond,
+    run_truncation,
+    window_bound,
+)
+
+# ============================================================================ offered vs admitted
+
+
+@pytest.fixture(scope="module")
+def runs() -> dict[str, object]:
+    return compare_limiters(rate=10.0, burst=10, seed=1)
+
+
+def test_every_limiter_respects_its_bounds_on_the_bursty_workload(runs: dict) -> None:
+    for kind, run in runs.items():
+        assert len(run.admitted) <= run.bound
+        assert run.max_in_window() <= window_bound(kind, run.rate, run.burst)
+        assert 0 < len(run.admitted) < len(run.offered)  # the workload does hit the limit
+
+
+def test_the_three_bucket_forms_admit_the_same_requests(runs: dict) -> None:
+    buckets = [runs[k].admitted for k in ("token_bucket", "leaky_bucket", "gcra")]
+    assert all(np.array_equal(buckets[0], other) for other in buckets[1:])
+
+
+def test_the_queue_admits_as_many_as_the_meter_but_smooths_them(runs: dict) -> None:
+    queue, meter = runs["leaky_queue"], runs["leaky_bucket"]
+    assert len(queue.admitted) == len(meter.admitted)  # the same admission rule
+    assert np.max(queue.delays) > 0.5  # ... but requests wait their turn
+    assert queue.max_in_window() <= queue.burst + 1 < meter.max_in_window()
+    gaps = np.diff(np.sort(queue.admitted))
+    assert np.min(gaps) >= 1 / queue.rate - 1e-9  # departures are evenly spaced
+
+
+def test_fixed_window_reaches_twice_its_limit_where_the_sliding_log_does_not() -> None:
+    runs = compare_limiters(["fixed_window", "sliding_log", "sliding_counter"], rate=10.0,
+                            burst=20, calm_rate=8.0, burst_rate=80.0, seed=1)
+    assert runs["fixed_window"].max_in_window() == 40  # 2 x limit within one window length
+    assert runs["sliding_log"].max_in_window() == 20
+    assert runs["sliding_counter"].max_in_window() < 35  # far less often near 2 x limit
+
+
+def test_runs_are_deterministic_for_a_seed() -> None:
+    a = run_limiter("gcra", seed=4)
+    b = run_limiter("gcra", seed=4)
+    c = run_limiter("gcra", seed=5)
+    assert np.array_equal(a.admitted, b.admitted)
+    assert not np.array_equal(a.offered, c.offered)
+
+
+def test_long_run_admitted_rate_under_overload() -> None:
+    # Theory: offered far above the rate, every limiter admits rate per second (plus the
+    # first burst), except the sliding window counter: in steady overload its previous
+    # window holds limit - 1, and the estimate lets the current one reach only limit - 1
+    # again, so it admits (limit - 1) / window: 4 per second for 5 per second.
+    for kind in KINDS:
+        run = run_limiter(kind, rate=5.0, burst=5, calm_rate=50.0, burst_rate=100.0,
+                          horizon=60.0)
+        expected = 4.0 if kind == "sliding_counter" else 5.0
+        assert len(run.admitted) / run.horizon == pytest.approx(expected, rel=0.03), kind
+
+
+def test_make_limiter_configures_the_same_long_run_rate() -> None:
+    clock = ManualClock()
+    with pytest.raises(ValueError, match="kind must be one of"):
+        make_limiter("bogus", 1.0, 1, clock)
+    window = make_limiter("sliding_log", 4.0, 8, clock)
+    assert window.limit == 8
+    assert window.window == 2.0
+
+
+def test_max_in_window() -> None:
+    times = np.array([0.0, 0.5, 1.0, 1.0, 1.9])
+    assert max_in_window(times, 1.0) == 3  # [0.5, 1.5) or [1.0, 2.0)
+    assert max_in_window(times, 1.0, closed=True) == 4  # [0.0, 1.0]
+    assert max_in_window(np.array([0.0, 1.0]), 1.0) == 1
+    assert max_in_window(np.array([0.0, 1.0]), 1.0, closed=True) == 2
+    assert max_in_window(np.array([]), 1.0) == 0
+
+
+# ============================================================================ the window edge
+
+
+def test_edge_attack_matches_theory() -> None:
+    # 1 request at 0, then 10 just before and 10 just after the edge at 1 s.
+    expected = {"fixed_window": 19, "guide_sliding": 19, "sliding_counter": 9,
+                "sliding_log": 10, "token_bucket": 10}
+    for kind in EDGE_KINDS:
+        assert run_edge_attack(kind, limit=10).around_edge == expected[kind], kind
+
+
+def test_guide_sliding_window_is_a_fixed_window_in_disguise() -> None:
+    clock = ManualClock()
+    guide = GuideSketchSlidingWindow(1.0, 5, clock)
+    assert guide.try_acquire()
+    clock.set(0.99)
+    assert sum(guide.try_acquire() for _ in range(10)) == 4
+    assert len(guide.windows) == 1  # everything went into the first entry
+    assert guide.windows[0] == [0.0, 5]
+    clock.set(1.01)  # the single entry expires at once: a whole new window
+    assert sum(guide.try_acquire() for _ in range(10)) == 5  # 9 within 20 ms
+
+
+# ============================================================================ shared limit
+
+
+@pytest.mark.parametrize("hot_share", [0.5, 0.7, 0.9])
+def test_instances_agree_with_fluid_theory(hot_share: float) -> None:
+    for mode in INSTANCE_MODES:
+        result = run_instances(mode, hot_share=hot_share, offered=60.0, global_rate=40.0,
+                               horizon=60.0)
+        assert result.total_admitted_rate == pytest.approx(result.theory_rate, rel=0.1), mode
+
+
+def test_shared_limit_uses_the_capacity_static_shares_waste() -> None:
+    local = run_instances("local", hot_share=0.7)
+    shared = run_instances("shared", hot_share=0.7)
+    tiered = run_instances("tiered", hot_share=0.7)
+    assert local.total_admitted_rate < 0.75 * shared.total_admitted_rate
+    assert shared.total_admitted_rate <= 40.0 + 20 / 30 + 1e-9  # limit + burst / horizon
+    assert tiered.store_calls < 0.75 * shared.store_calls  # the local tier saves calls
+    assert local.store_calls == 0
+    # the hot instance cannot starve the others in tiered mode
+    assert min(tiered.admitted[1:]) > min(shared.admitted[1:])
+
+
+# ============================================================================ pitfalls
+
+
+def test_guide_token_bucket_truncates_one_and_a_half_to_one() -> None:
+    run = run_truncation(rate=1.5, period=1.0, horizon=60.0, capacity=10)
+    span = run.offered[-1]
+    assert (len(run.guide) - 10) / span == pytest.approx(1.0)
+    assert (len(run.fixed) - 10) / span == pytest.approx(1.5, abs=0.02)
+
+
+@pytest.mark.parametrize("period", [0.1, 0.25, 0.5, 1.0, 2.0])
+def test_guide_truncation_agrees_with_its_formula(period: float) -> None:
+    run = run_truncation(rate=1.5, period=period, horizon=120.0, capacity=10, per_tick=10)
+    span = run.offered[-1]
+    assert (len(run.guide) - 10) / span == pytest.approx(guide_truncated_rate(1.5, period),
+                                                         rel=0.02)
+
+
+def test_guide_truncated_rate_formula() -> None:
+    assert guide_truncated_rate(1.5, 1.0) == 1.0
+    assert guide_truncated_rate(1.5, 0.25) == pytest.approx(4 / 3)
+    assert guide_truncated_rate(1.5, 0.1) == pytest.approx(1 / 0.7)
+    assert guide_truncated_rate(1.5, 2.0) == 1.5
+
+
+@pytest.mark.parametrize("batch", [1, 2, 8])
+def test_guide_compare_and_swap_admits_one_per_simultaneous_batch(batch: int) -> None:
+    guide, fixed = run_cas_race(batch, batches=20)
+    assert guide == 20  # one per batch, though every request would fit
+    assert fixed == 20 * batch
+
+
+def test_guide_cas_bucket_alone_is_correct_for_a_single_caller() -> None:
+    clock = ManualClock()
+    bucket = GuideSketchTokenBucket(3, 1.0, clock)
+    assert [bucket.try_acquire() for _ in range(4)] == [True, True, True, False]
+
+
+def test_guide_redis_limiter_locks_everyone_out_during_a_flood() -> None:
+    guide = run_flood("guide")
+    fixed = run_flood("fixed")
+    guide_legit, guide_flood = guide.admitted_rate_during_flood()
+    fixed_legit, fixed_flood = fixed.admitted_rate_during_flood()
+    assert guide_legit + guide_flood < 0.1 * 20  # the limit's capacity goes unused
+    assert fixed_legit + fixed_flood == pytest.approx(20 + 20 / 10, rel=0.1)  # rate + burst
+    assert fixed_legit > 3 * guide_legit
+
+
+def test_guide_redis_limiter_overwrites_same_millisecond_requests() -> None:
+    # 4 instances each get a request in the same millisecond, 50 times a second:
+    # 200 requests per second against a limit of 100.
+    assert run_same_millisecond("guide", batch=4) == pytest.approx(200, rel=0.05)
+    assert run_same_millisecond("fixed", batch=4) <= 100 + 100 / 20 + 1e-9
+
+
+def test_guide_redis_limiter_sub_second_window_limits_nothing() -> None:
+    # EXPIRE window.as_secs() * 2 is EXPIRE 0 for a 500 ms window: the key is deleted.
+    clock = ManualClock()
+    redis = GuideSketchRedis(clock)
+    limiter = GuideSketchDistributedRateLimiter(GCRALimiter(1e6, 10**6, clock=clock), redis,
+                                                "k", 5, 0.5, clock)
+    assert all(limiter.try_acquire() for _ in range(100))
+    one_second = GuideSketchDistributedRateLimiter(GCRALimiter(1e6, 10**6, clock=clock),
+                                                   GuideSketchRedis(clock), "k", 5, 1.0, clock)
+    results = []
+    for _ in range(10):
+        clock.advance(0.01)
+        results.append(one_second.try_acquire())
+    assert results == [True] * 5 + [False] * 5
+
+
+# ============================================================================ figures
+
+
+@pytest.mark.parametrize("draw", [
+    draw_offered_vs_admitted, draw_edge_attack, draw_instances, draw_truncation, draw_flood,
+])
+def test_figures_draw(draw: object) -> None:
+    figure = draw()  # type: ignore[operator]
+    assert isinstance(figure, Figure)
+    assert any(ax.get_xlabel() for ax in figure.axes)
+    assert all(ax.get_ylabel() or ax.get_title() for ax in figure.axes)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_limiter_figure_for_every_kind(kind: str) -> None:
+    assert isinstance(draw_limiter(kind, rate=5.0, burst=3, load=2.0), Figure)
+
+
+def test_explorers_have_the_sliders_the_notebook_names() -> None:
+    limiter = limiter_explorer()
+    assert set(limiter.controls) == {"kind", "rate", "burst", "load"}
+    assert list(limiter.controls["kind"].options) == list(KINDS)
+    limiter.controls["kind"].value = "sliding_log"
+    assert limiter.redraws == 2
+    instances = instances_explorer()
+    assert set(instances.controls) == {"instances", "hot_share", "offered", "global_rate"}
+
+
+def test_limiter_table_prints_theory_beside_simulation(runs: dict) -> None:
+    text = limiter_table(runs)
+    assert "sliding log" in text
+    assert "<= 610" in text  # burst + rate * horizon = 10 + 10 * 60
+
+
+def test_redis_server_helper_starts_and_stops_a_server() -> None:
+    import shutil
+    import socket
+
+    from simulations.ratelimit import redis_server
+
+    with redis_server() as port:
+        if shutil.which("redis-server") is None:
+            assert port is None
+            return
+        assert port is not None
+        with socket.create_connection(("127.0.0.1", port), timeout=2) as connection:
+            connection.sendall(b"PING\r\n")
+            assert connection.recv(16) == b"+PONG\r\n"
+    with pytest.raises(ConnectionRefusedError):  # stopped
+        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
