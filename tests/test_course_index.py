@@ -27,7 +27,7 @@ README_TAIL = "\n\n## Tests\n\nMore words, kept as they are.\n"
 
 P41 = "04-fault-tolerance/4.1-retry-and-backoff.ipynb"
 P42 = "04-fault-tolerance/4.2-circuit-breaker.ipynb"
-P43 = "04-fault-tolerance/4.3-bulkheads-and-isolation.ipynb"
+P43 = "04-fault-tolerance/4.3-bulkhead-and-isolation.ipynb"
 P51 = "05-consistency/5.1-distributed-locks.ipynb"
 
 
@@ -314,7 +314,7 @@ def test_check_fails_after_a_notebook_is_added_and_changes_nothing(course: Path)
         assert stale in result.stdout
     assert P41 not in result.stdout  # its neighbour did not change
     assert run(course).returncode == 0
-    assert "[4.3 Bulkheads and isolation →](4.3-bulkheads-and-isolation.ipynb)" in (
+    assert "[4.3 Bulkheads and isolation →](4.3-bulkhead-and-isolation.ipynb)" in (
         first_cell_source(course / "notebooks" / P42)
     )
     assert run(course, "--check").returncode == 0
