@@ -26,6 +26,7 @@ from simulations.bulkhead import isolation_explorer, queue_explorer
 from simulations.kit.widgets import Explorer
 from simulations.ratelimit import instances_explorer, limiter_explorer
 from simulations.retry import amplification_explorer, contention_explorer
+from simulations.timeout import overload_explorer
 
 TARGET_SECONDS = 0.5
 
@@ -60,6 +61,7 @@ def main() -> int:
                      "breaker (4.2)": breaker_explorer(),
                      "isolation (4.3)": isolation_explorer(),
                      "queueing (4.3)": queue_explorer(),
+                     "overload (4.4)": overload_explorer(),
                      "limiters (4.5)": limiter_explorer(),
                      "instances (4.5)": instances_explorer()}
     for name, explorer in explorers.items():
