@@ -27,17 +27,16 @@ a SimPy model (:meth:`CircuitBreaker.simpy_call`, with a clock reading ``env.now
 
 from __future__ import annotations
 
-import functools
-import inspect
 import math
 import random
 import threading
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterator
+from collections.abc import Awaitable, Callable, Generator, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, ParamSpec, TypeVar, overload
+from typing import Any, ParamSpec, TypeVar
 
+from patterns._decorate import CallDecorator
 from patterns._validation import (
     require_finite,
     require_int_at_least,
@@ -235,7 +234,7 @@ class Permit:
             self._breaker._ignore(self, error)
 
 
-class CircuitBreaker:
+class CircuitBreaker(CallDecorator):
     """A circuit breaker judged on the failure rate of a sliding window (guide 4.2).
 
     Parameters
@@ -546,28 +545,6 @@ class CircuitBreaker:
         self._report_result(permit, result)
         return result
 
-    @overload
-    def __call__(
-        self, fn: Callable[P, Coroutine[Any, Any, R]]
-    ) -> Callable[P, Coroutine[Any, Any, R]]: ...
-
-    @overload
-    def __call__(self, fn: Callable[P, R]) -> Callable[P, R]: ...
-
-    def __call__(self, fn: Callable[P, Any]) -> Callable[P, Any]:
-        """Use the breaker as a decorator, on plain and on ``async`` functions."""
-        if inspect.iscoroutinefunction(fn):
-            @functools.wraps(fn)
-            async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
-                return await self.acall(fn, *args, **kwargs)
-
-            return async_wrapper
-
-        @functools.wraps(fn)
-        def wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
-            return self.call(fn, *args, **kwargs)
-
-        return wrapper
 
     def _report_error(self, permit: Permit, error: BaseException) -> None:
         verdict = self._classify(error)

@@ -49,17 +49,17 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import inspect
 import math
 import threading
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine, Generator
+from collections.abc import Awaitable, Callable, Generator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import StrEnum
 from types import CoroutineType
-from typing import Any, ParamSpec, Protocol, TypeVar, overload
+from typing import Any, ParamSpec, Protocol, TypeVar
 
+from patterns._decorate import CallDecorator
 from patterns._validation import require_int_at_least, require_non_negative
 from patterns.clock import MONOTONIC, Clock
 from patterns.events import Listeners
@@ -309,7 +309,7 @@ class _SimEnvironment(Protocol):
 _Wake = tuple[WakeCallback, Ticket]
 
 
-class Bulkhead:
+class Bulkhead(CallDecorator):
     """A semaphore bulkhead with a bounded FIFO queue (guide section 4.3, 舱壁与隔离模式).
 
     Parameters
@@ -713,31 +713,6 @@ class Bulkhead:
         """The waiting caller is cancelled: leave the queue, or free a permit just granted."""
         if not self.give_up(ticket, now=now, timed_out=False) and ticket.permit is not None:
             ticket.permit.release(now)
-
-    # ----------------------------------------------------------------- decorator
-
-    @overload
-    def __call__(
-        self, fn: Callable[P, Coroutine[Any, Any, R]]
-    ) -> Callable[P, Coroutine[Any, Any, R]]: ...
-
-    @overload
-    def __call__(self, fn: Callable[P, R]) -> Callable[P, R]: ...
-
-    def __call__(self, fn: Callable[P, Any]) -> Callable[P, Any]:
-        """Use the bulkhead as a decorator, on plain and on ``async`` functions."""
-        if inspect.iscoroutinefunction(fn):
-            @functools.wraps(fn)
-            async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
-                return await self.acall(fn, *args, **kwargs)
-
-            return async_wrapper
-
-        @functools.wraps(fn)
-        def wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
-            return self.call(fn, *args, **kwargs)
-
-        return wrapper
 
     def __repr__(self) -> str:
         return (f"Bulkhead({self.name!r}, max_concurrent_calls={self.max_concurrent_calls}, "

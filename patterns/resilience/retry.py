@@ -25,19 +25,18 @@ What the guide's sketch gets wrong, and this module does differently:
 
 from __future__ import annotations
 
-import functools
-import inspect
 import math
 import random
 import sys
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterator
+from collections.abc import Awaitable, Callable, Generator, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 from types import CoroutineType
-from typing import Any, ParamSpec, Protocol, TypeVar, overload
+from typing import Any, ParamSpec, Protocol, TypeVar
 
+from patterns._decorate import CallDecorator
 from patterns._validation import require_int_at_least, require_non_negative
 from patterns.clock import MONOTONIC, Clock
 from patterns.events import Listeners
@@ -277,7 +276,7 @@ async def _asyncio_sleep(delay: float) -> None:
     await asyncio.sleep(delay)
 
 
-class RetryPolicy:
+class RetryPolicy(CallDecorator):
     """Retry a failing operation with back-off (guide section 4.1, 重试与回退策略).
 
     Parameters
@@ -514,28 +513,6 @@ class RetryPolicy:
             yield env.timeout(delay)
             attempt += 1
 
-    @overload
-    def __call__(
-        self, fn: Callable[P, Coroutine[Any, Any, R]]
-    ) -> Callable[P, Coroutine[Any, Any, R]]: ...
-
-    @overload
-    def __call__(self, fn: Callable[P, R]) -> Callable[P, R]: ...
-
-    def __call__(self, fn: Callable[P, Any]) -> Callable[P, Any]:
-        """Use the policy as a decorator, on plain and on ``async`` functions."""
-        if inspect.iscoroutinefunction(fn):
-            @functools.wraps(fn)
-            async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
-                return await self.acall(fn, *args, **kwargs)
-
-            return async_wrapper
-
-        @functools.wraps(fn)
-        def wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
-            return self.call(fn, *args, **kwargs)
-
-        return wrapper
 
     def __repr__(self) -> str:
         return (f"RetryPolicy(stop={self.stop!r}, backoff={self.backoff!r}, "
