@@ -22,15 +22,9 @@ each flaw is reproduced beside the fix (:func:`run_truncation`, :func:`run_cas_r
 
 from __future__ import annotations
 
-import contextlib
 import math
-import shutil
-import socket
-import subprocess
-import tempfile
-import time
 from collections import deque
-from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -1123,42 +1117,3 @@ def instances_explorer() -> Explorer:
         "offered": float_slider("offered (per s)", 60.0, 10.0, 150.0, 10.0, ".0f"),
         "global_rate": float_slider("global limit (per s)", 40.0, 10.0, 100.0, 10.0, ".0f"),
     })
-
-
-# ============================================================================ a real Redis
-
-
-@contextlib.contextmanager
-def redis_server(port: int | None = None) -> Iterator[int | None]:
-    """Start a throw-away ``redis-server`` on a free loopback port; yield the port.
-
-    Yields ``None`` if ``redis-server`` is not installed (the course runs without it).
-    The server keeps nothing on disk and is stopped on exit.
-    """
-    binary = shutil.which("redis-server")
-    if binary is None:
-        yield None
-        return
-    if port is None:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = int(probe.getsockname()[1])
-    with tempfile.TemporaryDirectory(prefix="redis-") as directory:
-        process = subprocess.Popen(
-            [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", directory],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=directory,
-        )
-        try:
-            deadline = time.monotonic() + 10.0
-            while True:
-                with contextlib.suppress(OSError), socket.create_connection(
-                        ("127.0.0.1", port), timeout=0.2):
-                    break
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"redis-server did not start on port {port}")
-                time.sleep(0.02)
-            yield port
-        finally:
-            process.terminate()
-            process.wait(timeout=10)

@@ -137,3 +137,21 @@ def test_latency_distributions_have_their_advertised_shape() -> None:
     assert abs(np.mean(draws) - lognormal.mean) / lognormal.mean < 0.05
     with pytest.raises(ValueError, match="median <= p99"):
         LogNormal(median=1.0, p99=0.5)
+
+
+def test_redis_server_helper_starts_and_stops_a_server() -> None:
+    import shutil
+    import socket
+
+    from simulations.kit.servers import redis_server
+
+    with redis_server() as port:
+        if shutil.which("redis-server") is None:
+            assert port is None
+            return
+        assert port is not None
+        with socket.create_connection(("127.0.0.1", port), timeout=2) as connection:
+            connection.sendall(b"PING\r\n")
+            assert connection.recv(16) == b"+PONG\r\n"
+    with pytest.raises(ConnectionRefusedError):  # stopped
+        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()

@@ -263,21 +263,3 @@ def test_limiter_table_prints_theory_beside_simulation(runs: dict) -> None:
     text = limiter_table(runs)
     assert "sliding log" in text
     assert "<= 610" in text  # burst + rate * horizon = 10 + 10 * 60
-
-
-def test_redis_server_helper_starts_and_stops_a_server() -> None:
-    import shutil
-    import socket
-
-    from simulations.ratelimit import redis_server
-
-    with redis_server() as port:
-        if shutil.which("redis-server") is None:
-            assert port is None
-            return
-        assert port is not None
-        with socket.create_connection(("127.0.0.1", port), timeout=2) as connection:
-            connection.sendall(b"PING\r\n")
-            assert connection.recv(16) == b"+PONG\r\n"
-    with pytest.raises(ConnectionRefusedError):  # stopped
-        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
