@@ -15,9 +15,13 @@ def test_transactions_commit_or_roll_back_as_a_whole(tmp_path: Path) -> None:
         db.executescript("CREATE TABLE t (x INTEGER)")
         with db.transaction() as connection:
             connection.execute("INSERT INTO t VALUES (1)")
-        with pytest.raises(RuntimeError), db.transaction() as connection:
-            connection.execute("INSERT INTO t VALUES (2)")
-            raise RuntimeError("boom")
+        def failing_transaction() -> None:
+            with db.transaction() as connection:
+                connection.execute("INSERT INTO t VALUES (2)")
+                raise RuntimeError("boom")
+
+        with pytest.raises(RuntimeError, match="boom"):
+            failing_transaction()
         assert db.connection().execute("SELECT x FROM t").fetchall() == [(1,)]
         assert db.connection().execute("PRAGMA journal_mode").fetchone() == ("wal",)
 
@@ -55,7 +59,7 @@ def test_read_then_write_from_many_threads_never_loses_an_increment(tmp_path: Pa
 
 
 def test_a_file_is_required() -> None:
-    with pytest.raises(ValueError, match="path must name a file .* got ':memory:'"):
+    with pytest.raises(ValueError, match=r"path must name a file .* got ':memory:'"):
         SQLiteDatabase(":memory:")
     with pytest.raises(ValueError, match="busy_timeout must be > 0, got 0"):
         SQLiteDatabase("x.sqlite", busy_timeout=0)
