@@ -1,0 +1,438 @@
+"""Duplicate requests and idempotency keys in SimPy (guide section 5.5).
+
+Clients pay for orders over a lossy network. A lost request or a lost response looks the
+same to the client: a timeout, after which it retries (``RetryPolicy``); the network may
+also deliver a request twice on its own. Every delivery reaching a server that is not
+idempotent charges the customer again. The model counts how often the side effect (the
+charge) runs per order:
+
+* ``"none"``: no idempotency: each delivery runs the effect.
+* ``"guide"``: the guide's handler (:class:`GuideSketchIdempotencyHandler`): check the
+  store, run, then record: duplicates that arrive while the first is running run too.
+* ``"reserve"``: :class:`patterns.consistency.idempotency.IdempotencyHandler`: the key is
+  reserved first; duplicates wait for the recorded response.
+* ``"atomic"``: as ``"reserve"``, and the effect and the recorded response commit in one
+  transaction (``SQLiteIdempotencyStore.execute_once``): a crash between them is
+  impossible.
+
+``crash`` injects a server crash right after the effect and before the response is
+recorded: with two separate writes, the reservation's lease runs out and a retry runs
+the effect a second time.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import simpy
+from matplotlib.figure import Figure
+
+from patterns.consistency.idempotency import (
+    ContentKeyGenerator,
+    Execute,
+    IdempotencyHandler,
+    InMemoryIdempotencyStore,
+    Replay,
+)
+from patterns.resilience.backoff import ExponentialBackoff
+from patterns.resilience.retry import RetryPolicy, StopAfterAttempts
+from simulations.kit.clock import SimClock
+from simulations.kit.plotting import label, subplots
+from simulations.kit.rng import RandomStreams
+from simulations.kit.tables import format_table
+from simulations.kit.widgets import Explorer, float_slider, int_slider
+
+__all__ = [
+    "MODES",
+    "GuideSketchIdempotencyHandler",
+    "GuideSketchStore",
+    "PaymentResult",
+    "check_then_act_table",
+    "crash_explorer",
+    "crash_table",
+    "draw_crash_window",
+    "draw_loss_sweep",
+    "expected_charges",
+    "idempotency_explorer",
+    "keys_across_processes",
+    "loss_sweep",
+    "loss_table",
+    "run_payments",
+]
+
+MODES = ("none", "guide", "reserve", "atomic")
+ROOT = Path(__file__).resolve().parents[1]
+_COLORS = {"none": "#d62728", "guide": "#ff7f0e", "reserve": "#2ca02c", "atomic": "#1f77b4"}
+_NAMES = {"none": "no idempotency", "guide": "guide's check-then-act",
+          "reserve": "reserve the key first", "atomic": "reserve + atomic record"}
+
+
+class NetworkTimeoutError(ConnectionError):
+    """The client heard nothing back: the request or its response was lost."""
+
+
+# ================================================================ the guide's sketch
+
+
+class GuideSketchStore:
+    """A transcription of the guide's store: ``get_response``, then ``record_request``
+    with ``SET NX`` *after* the work (nothing is reserved before it)."""
+
+    def __init__(self) -> None:
+        self.responses: dict[str, Any] = {}
+
+    def get_response(self, key: str) -> Any | None:
+        return self.responses.get(key)
+
+    def record_request(self, key: str, response: Any) -> bool:  # SET key value NX
+        if key in self.responses:
+            return False
+        self.responses[key] = response
+        return True
+
+
+class GuideSketchIdempotencyHandler:
+    """The guide's ``IdempotencyHandler.handle``: check, run, record (flawed on purpose).
+
+    Check-then-act: two duplicates that both arrive before the first response is
+    recorded both find nothing and both run the effect.
+    """
+
+    def __init__(self, store: GuideSketchStore) -> None:
+        self.store = store
+
+    def simpy_handle(self, key: str, effect: Generator[Any, Any, Any]
+                     ) -> Generator[Any, Any, Any]:
+        cached = self.store.get_response(key)  # 检查是否已处理过请求
+        if cached is not None:
+            return cached
+        response = yield from effect  # 处理请求
+        self.store.record_request(key, response)  # 记录响应
+        return response
+
+
+# ================================================================ the model
+
+
+@dataclass(frozen=True)
+class PaymentResult:
+    mode: str
+    orders: int
+    loss: float
+    redelivery: float
+    attempts: int
+    crash: float
+    charges: tuple[int, ...]
+    """How many times each order was charged."""
+    answered: int
+    """Orders whose client got a response (the others gave up)."""
+
+    @property
+    def effects(self) -> int:
+        return sum(self.charges)
+
+    @property
+    def effects_per_order(self) -> float:
+        return self.effects / self.orders
+
+    @property
+    def double_charged(self) -> int:
+        return sum(1 for c in self.charges if c >= 2)
+
+    @property
+    def never_charged(self) -> int:
+        return sum(1 for c in self.charges if c == 0)
+
+
+def _check_probability(name: str, value: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+        raise ValueError(f"{name} must be within [0, 1], got {value!r}")
+    return float(value)
+
+
+def run_payments(
+    *,
+    mode: str = "reserve",
+    orders: int = 400,
+    loss: float = 0.2,
+    redelivery: float = 0.05,
+    attempts: int = 4,
+    workers: int = 8,
+    crash: float = 0.0,
+    rate: float = 20.0,
+    service: float = 0.1,
+    timeout: float = 0.5,
+    lease: float = 1.0,
+    seed: int = 1,
+) -> PaymentResult:
+    """``orders`` payments (Poisson, ``rate`` per second), each retried up to ``attempts``
+    times by a client that waits ``timeout`` s for an answer.
+
+    Each request and each response is lost with probability ``loss``; a delivered
+    request is delivered a second time with probability ``redelivery``. ``workers``
+    servers (the concurrency) take ``service`` s (exponential) per request. With
+    probability ``crash`` a server dies right after the effect, before recording it.
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    for name, value in (("loss", loss), ("redelivery", redelivery), ("crash", crash)):
+        _check_probability(name, value)
+    for name, count in (("orders", orders), ("attempts", attempts), ("workers", workers)):
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise ValueError(f"{name} must be an int >= 1, got {count!r}")
+    env = simpy.Environment()
+    clock = SimClock(env)
+    streams = RandomStreams(seed)
+    net = streams.stream("network")
+    work = streams.stream("service")
+    crashes = streams.stream("crashes")
+    pool = simpy.Resource(env, capacity=workers)
+    charges = [0] * orders
+    answered = [0]
+    keys = ContentKeyGenerator("order")
+    handler = IdempotencyHandler(InMemoryIdempotencyStore(clock=clock), clock=clock,
+                                 lease=lease, ttl=3600.0, poll_interval=0.02)
+    guide = GuideSketchIdempotencyHandler(GuideSketchStore())
+
+    def charge(order: int) -> Generator[Any, Any, dict[str, Any]]:
+        yield env.timeout(work.expovariate(1.0 / service))
+        charges[order] += 1
+        return {"order": order, "charge": charges[order]}
+
+    def serve(order: int) -> Generator[Any, Any, dict[str, Any] | None]:
+        """One delivery at the server; None means the server crashed (no answer)."""
+        request = {"order": order, "amount": 100}
+        key = keys.generate_key(request)
+        with pool.request() as slot:
+            yield slot
+            if mode == "none":
+                return (yield from charge(order))
+            if mode == "guide":
+                answer: dict[str, Any] = yield from guide.simpy_handle(key, charge(order))
+                return answer
+            while True:
+                step = handler.begin(request, key)
+                if isinstance(step, Replay):
+                    return dict(step.response)
+                if isinstance(step, Execute):
+                    break
+                yield env.timeout(step.delay)
+            yield env.timeout(work.expovariate(1.0 / service))
+            dies = crashes.random() < crash
+            if mode == "atomic":
+                if dies:  # the transaction rolls back: no charge, the key is free again
+                    handler.store.release(step.key, step.token)
+                    return None
+                charges[order] += 1  # effect and record commit together
+                return dict(handler.finish(step, {"order": order, "charge": charges[order]}))
+            charges[order] += 1  # first write: the effect
+            if dies:
+                return None  # crash before the second write: the lease must run out
+            return dict(handler.finish(step, {"order": order, "charge": charges[order]}))
+
+    def deliver(order: int, reply: simpy.Event) -> Generator[Any, Any, None]:
+        response = yield from serve(order)
+        if response is not None and net.random() >= loss and not reply.triggered:
+            reply.succeed(response)
+
+    def attempt(order: int) -> Generator[Any, Any, Any]:
+        reply = env.event()
+        if net.random() >= loss:
+            env.process(deliver(order, reply))
+            if net.random() < redelivery:
+                env.process(deliver(order, env.event()))  # a copy nobody waits for
+        outcome = yield reply | env.timeout(timeout)
+        if reply not in outcome:
+            raise NetworkTimeoutError(f"order {order}: no answer after {timeout} s")
+        return reply.value
+
+    policy = RetryPolicy(stop=StopAfterAttempts(attempts),
+                         backoff=ExponentialBackoff(0.1, cap=1.0, jitter="full"),
+                         retry_on=NetworkTimeoutError, clock=clock,
+                         rng=streams.stream("jitter"))
+
+    def client(order: int, start: float) -> Generator[Any, Any, None]:
+        yield env.timeout(start)
+        try:
+            yield from policy.simpy_call(env, lambda: attempt(order))
+        except NetworkTimeoutError:
+            return
+        answered[0] += 1
+
+    starts = np.cumsum(streams.numpy("arrivals").exponential(1.0 / rate, orders))
+    for order, start in enumerate(starts):
+        env.process(client(order, float(start)))
+    env.run()
+    return PaymentResult(mode, orders, loss, redelivery, attempts, crash, tuple(charges),
+                         answered[0])
+
+
+def expected_charges(loss: float, attempts: int, *, idempotent: bool,
+                     redelivery: float = 0.0) -> float:
+    """Charges per order in theory, when the service is much faster than the timeout.
+
+    An attempt reaches the server with probability ``1 - loss`` and comes back with
+    ``(1 - loss)**2``; the client stops at the first answer or after ``attempts``.
+    Without idempotency each delivery charges, ``(1 + redelivery)`` per delivered
+    attempt; with it, an order is charged once if any attempt got through.
+    """
+    if idempotent:
+        return 1.0 - loss ** attempts
+    q = 1.0 - (1.0 - loss) ** 2  # an attempt gets no answer
+    sent = sum(q ** k for k in range(attempts))
+    return sent * (1.0 - loss) * (1.0 + redelivery)
+
+
+# ================================================================ tables and figures
+
+
+def loss_sweep(losses: Sequence[float], modes: Sequence[str] = ("none", "guide", "reserve"),
+               **options: Any) -> dict[str, list[PaymentResult]]:
+    return {mode: [run_payments(mode=mode, loss=p, **options) for p in losses]
+            for mode in modes}
+
+
+def loss_table(losses: Sequence[float] = (0.0, 0.1, 0.2, 0.3), **options: Any) -> str:
+    """Double-charged orders and charges per order, by loss rate, with theory."""
+    sweep = loss_sweep(losses, **options)
+    attempts = options.get("attempts", 4)
+    rows = []
+    for i, p in enumerate(losses):
+        none, guide, reserve = (sweep[m][i] for m in ("none", "guide", "reserve"))
+        rows.append([p, none.double_charged, guide.double_charged, reserve.double_charged,
+                     round(none.effects_per_order, 3),
+                     round(expected_charges(p, attempts, idempotent=False,
+                                            redelivery=options.get("redelivery", 0.05)), 3),
+                     round(reserve.effects_per_order, 3),
+                     round(expected_charges(p, attempts, idempotent=True), 3)])
+    return format_table(["loss", "double: none", "double: guide", "double: reserve",
+                         "charges/order none", "theory", "charges/order reserve", "theory"],
+                        rows)
+
+
+def draw_loss_sweep(loss: float = 0.2, attempts: int = 4, workers: int = 8,
+                    redelivery: float = 0.05, orders: int = 120, seed: int = 1) -> Figure:
+    """Left: charges per order against loss rate, per mode, with theory.
+    Right: orders charged twice or more at the chosen loss rate."""
+    losses = sorted({0.0, 0.1, 0.2, 0.3, 0.4, round(loss, 4)})
+    options: dict[str, Any] = {"attempts": attempts, "workers": workers, "redelivery": redelivery,
+               "orders": orders, "seed": seed}
+    fig, (left, right) = subplots(1, 2, width=11, height=4)
+    sweep = loss_sweep(losses, **options)
+    for mode, results in sweep.items():
+        left.plot(losses, [r.effects_per_order for r in results], "o-", color=_COLORS[mode],
+                  label=_NAMES[mode])
+    grid = np.linspace(0, 0.4, 41)
+    left.plot(grid, [expected_charges(p, attempts, idempotent=False, redelivery=redelivery)
+                     for p in grid], "--", color="black", linewidth=1,
+              label="theory, no idempotency")
+    left.plot(grid, [expected_charges(p, attempts, idempotent=True) for p in grid], ":",
+              color="black", linewidth=1, label="theory, idempotent")
+    left.axvline(loss, color="#999999", linewidth=0.8)
+    left.legend(loc="best", fontsize=8)
+    label(left, title="Side effects per order", xlabel="loss rate (per message)",
+          ylabel="charges per order")
+    at = {mode: results[losses.index(round(loss, 4))] for mode, results in sweep.items()}
+    names = [_NAMES[m].replace(" ", "\n", 1) for m in at]
+    bars = right.bar(names, [r.double_charged for r in at.values()],
+                     color=[_COLORS[m] for m in at])
+    right.bar_label(bars)
+    label(right, title=f"Orders charged twice or more (loss {loss:.0%}, {orders} orders)",
+          xlabel="", ylabel="orders")
+    return fig
+
+
+def check_then_act_table(redeliveries: Sequence[float] = (0.0, 0.1, 0.3),
+                         **options: Any) -> str:
+    """Orders charged twice with no loss, only redelivered duplicates: the guide's
+    check-then-act handler beside reserving the key first."""
+    rows = []
+    for r in redeliveries:
+        runs = [run_payments(mode=m, loss=0.0, redelivery=r, **options)
+                for m in ("none", "guide", "reserve")]
+        rows.append([r, *(run.double_charged for run in runs)])
+    return format_table(["redelivery", "double: none", "double: guide (check, run, record)",
+                         "double: reserve first"], rows)
+
+
+def crash_table(crashes: Sequence[float] = (0.0, 0.05, 0.1, 0.2), **options: Any) -> str:
+    """Double-charged and never-answered orders with crash injection, two writes vs one."""
+    rows = []
+    for c in crashes:
+        two = run_payments(mode="reserve", crash=c, **options)
+        one = run_payments(mode="atomic", crash=c, **options)
+        rows.append([c, two.double_charged, one.double_charged, two.orders - two.answered,
+                     one.orders - one.answered])
+    return format_table(["crash prob.", "double: two writes", "double: one transaction",
+                         "unanswered: two writes", "unanswered: one transaction"], rows)
+
+
+def draw_crash_window(crash: float = 0.1, loss: float = 0.1, attempts: int = 6,
+                      orders: int = 200, seed: int = 1) -> Figure:
+    """Orders charged twice against the crash probability: effect and record as two
+    writes, and as one transaction."""
+    crashes = sorted({0.0, 0.1, 0.2, 0.3, round(crash, 4)})
+    fig, ax = subplots(1, 1, width=8, height=4)
+    for mode in ("reserve", "atomic"):
+        values = [run_payments(mode=mode, crash=c, loss=loss, attempts=attempts,
+                               orders=orders, seed=seed).double_charged for c in crashes]
+        ax.plot(crashes, values, "o-", color=_COLORS[mode],
+                label="two writes (effect, then record)" if mode == "reserve"
+                else "one transaction (execute_once)")
+    ax.axvline(crash, color="#999999", linewidth=0.8)
+    ax.legend(loc="upper left")
+    label(ax, title=f"A crash between the effect and its record ({orders} orders)",
+          xlabel="probability that the server crashes after the effect",
+          ylabel="orders charged twice or more")
+    return fig
+
+
+def idempotency_explorer() -> Explorer:
+    """Sliders: loss rate, retries, concurrency (server workers), redelivery."""
+    return Explorer(draw_loss_sweep, {
+        "loss": float_slider("loss rate", 0.2, 0.0, 0.4, 0.05),
+        "attempts": int_slider("attempts", 4, 1, 8),
+        "workers": int_slider("workers (concurrency)", 8, 1, 16),
+        "redelivery": float_slider("redelivery", 0.05, 0.0, 0.3, 0.05),
+    })
+
+
+def crash_explorer() -> Explorer:
+    """Sliders: crash probability, loss rate, retries."""
+    return Explorer(draw_crash_window, {
+        "crash": float_slider("crash probability", 0.1, 0.0, 0.3, 0.05),
+        "loss": float_slider("loss rate", 0.1, 0.0, 0.4, 0.05),
+        "attempts": int_slider("attempts", 6, 1, 8),
+    })
+
+
+# ================================================================ the salted hash
+
+
+_KEY_SCRIPT = textwrap.dedent("""
+    from patterns.consistency.idempotency import ContentKeyGenerator
+    request = ("pay", "alice", "100.00")
+    print("order:%016x" % (hash(request) & 0xffffffffffffffff))
+    print(ContentKeyGenerator("order").generate_key(list(request))[:22] + "...")
+""")
+
+
+def keys_across_processes(seeds: Sequence[str] = ("1", "2", "3")) -> str:
+    """Run one process per ``PYTHONHASHSEED``; each computes a key for the same request
+    with the built-in ``hash()`` and with SHA-256 of the canonical encoding."""
+    rows = []
+    for seed in seeds:
+        env = {**os.environ, "PYTHONHASHSEED": seed, "PYTHONPATH": str(ROOT)}
+        salted, stable = subprocess.run(
+            [sys.executable, "-c", _KEY_SCRIPT], env=env, capture_output=True, text=True,
+            check=True, cwd=ROOT).stdout.split()
+        rows.append([seed, salted, stable])
+    return format_table(["PYTHONHASHSEED", "key from hash()", "key from sha256"], rows)
