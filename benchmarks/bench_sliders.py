@@ -25,7 +25,10 @@ from matplotlib.figure import Figure
 
 from simulations.breaker import breaker_explorer
 from simulations.bulkhead import isolation_explorer, queue_explorer
+from simulations.eventsourcing import concurrent_writers_explorer, publish_crash_explorer
+from simulations.idempotency import crash_explorer, idempotency_explorer
 from simulations.kit.widgets import Explorer, paused_gc
+from simulations.lock import pause_explorer
 from simulations.ratelimit import instances_explorer, limiter_explorer
 from simulations.retry import amplification_explorer, contention_explorer
 from simulations.timeout import overload_explorer
@@ -67,7 +70,12 @@ def main() -> int:
                      "queueing (4.3)": queue_explorer(),
                      "overload (4.4)": overload_explorer(),
                      "limiters (4.5)": limiter_explorer(),
-                     "instances (4.5)": instances_explorer()}
+                     "instances (4.5)": instances_explorer(),
+                     "lock pause (5.1)": pause_explorer(),
+                     "writers (5.3)": concurrent_writers_explorer(),
+                     "publish crash (5.3)": publish_crash_explorer(),
+                     "idempotency (5.5)": idempotency_explorer(),
+                     "effect crash (5.5)": crash_explorer()}
     for name, explorer in explorers.items():
         timings = []
         for values in settings(explorer):
