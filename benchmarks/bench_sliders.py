@@ -31,6 +31,7 @@ from simulations.kit.widgets import Explorer, paused_gc
 from simulations.lock import pause_explorer
 from simulations.ratelimit import instances_explorer, limiter_explorer
 from simulations.retry import amplification_explorer, contention_explorer
+from simulations.saga import saga_explorer
 from simulations.timeout import overload_explorer
 
 TARGET_SECONDS = 0.5
@@ -72,6 +73,7 @@ def main() -> int:
                      "limiters (4.5)": limiter_explorer(),
                      "instances (4.5)": instances_explorer(),
                      "lock pause (5.1)": pause_explorer(),
+                     "saga (5.2)": saga_explorer(),
                      "writers (5.3)": concurrent_writers_explorer(),
                      "publish crash (5.3)": publish_crash_explorer(),
                      "idempotency (5.5)": idempotency_explorer(),

@@ -1,0 +1,401 @@
+"""Tests for patterns.consistency.saga: log contract, orchestration, recovery, process kills."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from patterns.consistency.saga import (
+    CompensationFailedError,
+    InMemorySagaLog,
+    LogKind,
+    SagaCompensated,
+    SagaEvent,
+    SagaExistsError,
+    SagaLog,
+    SagaOrchestrator,
+    SagaOutcome,
+    SagaStep,
+    SQLiteSagaLog,
+    StepCompensated,
+    StepContext,
+    StepStarted,
+    UnknownSagaError,
+)
+from patterns.resilience.backoff import ConstantBackoff
+from patterns.resilience.retry import RetryPolicy, StopAfterAttempts
+from patterns.storage.sqlite import SQLiteDatabase
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def log(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SagaLog]:
+    if request.param == "memory":
+        yield InMemorySagaLog()
+    else:
+        database = SQLiteDatabase(tmp_path / "saga.db")
+        yield SQLiteSagaLog(database)
+        database.close()
+
+
+# --------------------------------------------------------------------------- log contract
+
+
+def test_log_records_in_order_and_reports_unfinished(log: SagaLog) -> None:
+    log.begin("a", "order", {"qty": 2})
+    log.begin("b", "order", {})
+    log.append("a", LogKind.STEP_STARTED, 0)
+    log.append("a", LogKind.STEP_COMPLETED, 0)
+    log.append("b", LogKind.SAGA_COMPLETED)
+    history = log.history("a")
+    assert history.data == {"qty": 2}
+    assert history.name == "order"
+    assert [(r.kind, r.step) for r in history.records] == [
+        (LogKind.STEP_STARTED, 0), (LogKind.STEP_COMPLETED, 0)]
+    assert log.unfinished() == ["a"]
+    log.append("a", LogKind.SAGA_COMPENSATED)
+    assert log.unfinished() == []
+    assert log.history("a").finished
+
+
+def test_log_rejects_bad_input(log: SagaLog) -> None:
+    log.begin("a", "order", {})
+    with pytest.raises(SagaExistsError, match="'a'"):
+        log.begin("a", "order", {})
+    with pytest.raises(UnknownSagaError, match="'nope'"):
+        log.append("nope", LogKind.ABORTING)
+    with pytest.raises(UnknownSagaError, match="'nope'"):
+        log.history("nope")
+    with pytest.raises(ValueError, match="saga_id"):
+        log.begin("", "order", {})
+    with pytest.raises(ValueError, match=r"step must be an int >= 0.*-1"):
+        log.append("a", LogKind.STEP_STARTED, -1)
+    with pytest.raises(ValueError, match="step must be None"):
+        log.append("a", LogKind.ABORTING, 3)
+    with pytest.raises(ValueError, match="JSON"):
+        log.begin("c", "order", {"x": object()})
+    with pytest.raises(TypeError, match="kind"):
+        log.append("a", "step_started", 0)  # type: ignore[arg-type]
+
+
+def test_sqlite_log_survives_reopening(tmp_path: Path) -> None:
+    with SQLiteDatabase(tmp_path / "s.db") as database:
+        first = SQLiteSagaLog(database)
+        first.begin("a", "order", {"k": 1})
+        first.append("a", LogKind.STEP_STARTED, 0)
+    with SQLiteDatabase(tmp_path / "s.db") as database:
+        again = SQLiteSagaLog(database)
+        assert again.unfinished() == ["a"]
+        assert again.history("a").records[0].kind is LogKind.STEP_STARTED
+
+
+# --------------------------------------------------------------------------- orchestration
+
+
+class Participant:
+    """Records effects; deduplicates on the execution id; can be told to fail."""
+
+    def __init__(self) -> None:
+        self.effects: list[tuple[str, str]] = []
+        self.done: set[str] = set()
+        self.undone: set[str] = set()
+        self.fail_actions: set[str] = set()
+        self.compensation_failures = 0
+
+    def step(self, name: str) -> SagaStep:
+        def action(ctx: StepContext) -> None:
+            if name in self.fail_actions:
+                raise RuntimeError(f"{name} failed")
+            if ctx.execution_id not in self.done and ctx.execution_id not in self.undone:
+                self.done.add(ctx.execution_id)
+                self.effects.append(("do", name))
+
+        def compensation(ctx: StepContext) -> None:
+            if self.compensation_failures > 0:
+                self.compensation_failures -= 1
+                raise ConnectionError("flaky")
+            if ctx.execution_id not in self.undone:
+                self.undone.add(ctx.execution_id)
+                if ctx.execution_id in self.done:  # nothing to undo if it never ran
+                    self.effects.append(("undo", name))
+
+        return SagaStep(name, action, compensation)
+
+
+def fast_retry(attempts: int = 5) -> RetryPolicy:
+    return RetryPolicy(stop=StopAfterAttempts(attempts), backoff=ConstantBackoff(0.0),
+                       sleep=lambda _s: None)
+
+
+def orchestrator(log: SagaLog, p: Participant, names: str = "abcd") -> SagaOrchestrator:
+    return SagaOrchestrator("order", [p.step(n) for n in names], log,
+                            compensation_retry=fast_retry())
+
+
+def test_all_steps_succeed(log: SagaLog) -> None:
+    p = Participant()
+    result = orchestrator(log, p).run("s1", {"order": 7})
+    assert result.outcome is SagaOutcome.COMPLETED
+    assert p.effects == [("do", n) for n in "abcd"]
+    assert log.unfinished() == []
+
+
+def test_failure_compensates_started_steps_in_reverse(log: SagaLog) -> None:
+    p = Participant()
+    p.fail_actions.add("c")
+    events: list[SagaEvent] = []
+    orch = orchestrator(log, p)
+    orch.listeners.add(events.append)
+    result = orch.run("s1")
+    assert result.outcome is SagaOutcome.COMPENSATED
+    assert result.failed_step == 2
+    assert isinstance(result.error, RuntimeError)
+    # c failed (its effect never happened), compensation of c tolerates that
+    assert p.effects == [("do", "a"), ("do", "b"), ("undo", "b"), ("undo", "a")]
+    compensated = [e.step for e in events if isinstance(e, StepCompensated)]
+    assert compensated == [2, 1, 0]
+    assert isinstance(events[-1], SagaCompensated)
+    assert log.unfinished() == []
+
+
+def test_compensations_are_retried(log: SagaLog) -> None:
+    p = Participant()
+    p.fail_actions.add("b")
+    p.compensation_failures = 3
+    result = orchestrator(log, p).run("s1")
+    assert result.outcome is SagaOutcome.COMPENSATED
+    assert ("undo", "a") in p.effects
+
+
+def test_compensation_that_keeps_failing_leaves_saga_for_recovery(log: SagaLog) -> None:
+    p = Participant()
+    p.fail_actions.add("b")
+    p.compensation_failures = 100
+    orch = orchestrator(log, p)
+    with pytest.raises(CompensationFailedError, match="s1"):
+        orch.run("s1")
+    assert log.unfinished() == ["s1"]
+    p.compensation_failures = 0
+    results = orch.recover_all()
+    assert [r.outcome for r in results] == [SagaOutcome.COMPENSATED]
+    assert p.effects == [("do", "a"), ("undo", "a")]
+
+
+@settings(max_examples=60, deadline=None)
+@given(crash_after=st.integers(min_value=0, max_value=40), fail_at=st.sampled_from("abcdX"))
+def test_crash_at_any_record_then_recovery_is_complete_or_compensated(
+        crash_after: int, fail_at: str) -> None:
+    """Crash after N log writes (simulated), recover: completed, or every effect undone."""
+
+    class Crash(BaseException):
+        pass
+
+    class CrashingLog(InMemorySagaLog):
+        writes = 0
+
+        def append(self, saga_id: str, kind: LogKind, step: int | None = None) -> None:
+            if CrashingLog.writes >= crash_after:
+                raise Crash
+            CrashingLog.writes += 1
+            super().append(saga_id, kind, step)
+
+    log = CrashingLog()
+    p = Participant()
+    p.fail_actions.add(fail_at)
+    with contextlib.suppress(Crash):
+        orchestrator(log, p).run("s1")
+    CrashingLog.writes = -10_000  # the log works again after the restart
+    p.fail_actions.clear()
+    result = orchestrator(log, p).recover("s1")
+    done = {n for kind, n in p.effects if kind == "do"}
+    undone = {n for kind, n in p.effects if kind == "undo"}
+    if result.outcome is SagaOutcome.COMPLETED:
+        assert done == set("abcd")
+        assert not undone
+    else:
+        assert undone == done
+    assert len(p.effects) == len(set(p.effects))
+    assert log.unfinished() == []
+
+
+def test_recover_of_finished_saga_runs_nothing(log: SagaLog) -> None:
+    p = Participant()
+    orch = orchestrator(log, p)
+    orch.run("s1")
+    before = list(p.effects)
+    assert orch.recover("s1").outcome is SagaOutcome.COMPLETED
+    assert p.effects == before
+
+
+def test_bad_input_names_parameter_and_value(log: SagaLog) -> None:
+    p = Participant()
+    with pytest.raises(ValueError, match="steps must not be empty"):
+        SagaOrchestrator("order", [], log)
+    with pytest.raises(ValueError, match=r"distinct names.*'a', 'a'"):
+        SagaOrchestrator("order", [p.step("a"), p.step("a")], log)
+    with pytest.raises(TypeError, match="action must be callable, got 3"):
+        SagaStep("x", 3, lambda c: None)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="name must be a non-empty string"):
+        SagaStep(" ", lambda c: None, lambda c: None)
+    with pytest.raises(TypeError, match="log must be a SagaLog"):
+        SagaOrchestrator("order", [p.step("a")], {})  # type: ignore[arg-type]
+    orch = orchestrator(log, p)
+    orch.run("s1")
+    with pytest.raises(SagaExistsError, match="'s1'"):
+        orch.run("s1")
+    other = SagaOrchestrator("refund", [p.step("a")], log)
+    with pytest.raises(ValueError, match="belongs to saga 'order'"):
+        other.recover("s1")
+
+
+def test_events_report_each_step(log: SagaLog) -> None:
+    events: list[SagaEvent] = []
+    orch = orchestrator(log, Participant())
+    orch.listeners.add(events.append)
+    orch.run("s1")
+    assert [e.step for e in events if isinstance(e, StepStarted)] == [0, 1, 2, 3]
+
+
+# --------------------------------------------------------------------------- real process kills
+
+WORKER = textwrap.dedent("""
+    import sys, time
+    from patterns.consistency.saga import SagaOrchestrator, SagaStep, SQLiteSagaLog
+    from patterns.storage.sqlite import SQLiteDatabase
+
+    path, mode = sys.argv[1], sys.argv[2]
+    db = SQLiteDatabase(path)
+    db.executescript(
+        "CREATE TABLE IF NOT EXISTS effect (execution_id TEXT, kind TEXT, "
+        "PRIMARY KEY (execution_id, kind));"
+        "CREATE TABLE IF NOT EXISTS attempt (n INTEGER PRIMARY KEY AUTOINCREMENT, "
+        "execution_id TEXT, kind TEXT);")
+
+    def effect(kind, ctx):
+        with db.transaction() as c:
+            c.execute("INSERT INTO attempt (execution_id, kind) VALUES (?, ?)",
+                      (ctx.execution_id, kind))
+            if kind == "undo":
+                done = c.execute("SELECT 1 FROM effect WHERE execution_id = ? AND kind = 'do'",
+                                 (ctx.execution_id,)).fetchone()
+                if done is None:   # the action never ran: block it, nothing to undo
+                    c.execute("INSERT OR IGNORE INTO effect VALUES (?, 'tombstone')",
+                              (ctx.execution_id,))
+                    return
+            elif c.execute("SELECT 1 FROM effect WHERE execution_id = ? AND kind = 'tombstone'",
+                           (ctx.execution_id,)).fetchone():
+                raise RuntimeError("already compensated")
+            c.execute("INSERT OR IGNORE INTO effect VALUES (?, ?)", (ctx.execution_id, kind))
+        time.sleep(0.004)
+
+    def step(name, fails=False):
+        def action(ctx):
+            if fails and ctx.data["fail"]:
+                raise RuntimeError("declined")
+            effect("do", ctx)
+        return SagaStep(name, action, lambda ctx: effect("undo", ctx))
+
+    steps = [step("reserve"), step("charge"), step("ship", fails=True), step("notify")]
+    orch = SagaOrchestrator("order", steps, SQLiteSagaLog(db))
+    if mode == "run":
+        for i in range(1000):
+            orch.run(f"s{i}", {"fail": i % 3 == 0})
+            print(i, flush=True)
+    else:
+        for r in orch.recover_all():
+            pass
+        print("recovered", flush=True)
+""")
+
+
+def test_saga_process_killed_at_random_points_recovers(tmp_path: Path) -> None:
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    rng = random.Random(52)
+    for round_ in range(10):
+        path = tmp_path / f"round{round_}.db"
+        worker = subprocess.Popen([sys.executable, str(script), str(path), "run"],
+                                  stdout=subprocess.PIPE, env=env, text=True)
+        assert worker.stdout is not None
+        worker.stdout.readline()  # the first saga finished: the worker is warm
+        time.sleep(rng.uniform(0.0, 0.08))
+        os.kill(worker.pid, signal.SIGKILL)
+        worker.wait()
+        assert worker.returncode == -signal.SIGKILL
+        recovery = subprocess.run([sys.executable, str(script), str(path), "recover"],
+                                  capture_output=True, env=env, text=True, timeout=30)
+        assert recovery.returncode == 0, recovery.stderr
+        with SQLiteDatabase(path) as database:
+            log = SQLiteSagaLog(database)
+            assert log.unfinished() == []
+            c = database.connection()
+            effects: dict[str, set[str]] = {}
+            for execution_id, kind in c.execute("SELECT execution_id, kind FROM effect"):
+                effects.setdefault(execution_id, set()).add(kind)
+            by_saga: dict[str, dict[str, set[str]]] = {}
+            for execution_id, kinds in effects.items():
+                saga_id, _, name = execution_id.split("/")
+                by_saga.setdefault(saga_id, {})[name] = kinds
+            for saga_id in [row[0] for row in c.execute("SELECT saga_id FROM saga")]:
+                outcome = log.history(saga_id).records[-1].kind
+                steps = by_saga.get(saga_id, {})
+                done = {n for n, k in steps.items() if "do" in k}
+                undone = {n for n, k in steps.items() if "undo" in k}
+                if outcome is LogKind.SAGA_COMPLETED:
+                    assert done == {"reserve", "charge", "ship", "notify"}, saga_id
+                    assert not undone
+                else:
+                    assert outcome is LogKind.SAGA_COMPENSATED, saga_id
+                    assert undone == done, saga_id
+            # a compensation is attempted at most once per step when it succeeds at once
+            # (no retries needed here), and after the kill at most once more by recovery
+            counts: dict[str, int] = {}
+            for (execution_id,) in c.execute(
+                    "SELECT execution_id FROM attempt WHERE kind = 'undo'"):
+                counts[execution_id] = counts.get(execution_id, 0) + 1
+            assert all(n <= 2 for n in counts.values()), counts
+            assert sum(n == 2 for n in counts.values()) <= 1, counts
+
+
+
+def test_many_threads_run_sagas_on_one_log(log: SagaLog) -> None:
+    import threading
+
+    p = Participant()
+    p.fail_actions.add("c")
+    orch = orchestrator(log, p, names="abc")
+    errors: list[BaseException] = []
+
+    def worker(t: int) -> None:
+        try:
+            for i in range(20):
+                orch.run(f"t{t}-{i}")
+        except BaseException as error:  # pragma: no cover - reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=worker, args=(t,)) for t in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert log.unfinished() == []
+    for t in range(8):
+        for i in range(20):
+            kinds = [r.kind for r in log.history(f"t{t}-{i}").records]
+            assert kinds[-1] is LogKind.SAGA_COMPENSATED
+            assert kinds.count(LogKind.STEP_COMPENSATED) == 3
