@@ -25,6 +25,7 @@ from matplotlib.figure import Figure
 
 from simulations.breaker import breaker_explorer
 from simulations.bulkhead import isolation_explorer, queue_explorer
+from simulations.cqrs import staleness_explorer
 from simulations.eventsourcing import concurrent_writers_explorer, publish_crash_explorer
 from simulations.idempotency import crash_explorer, idempotency_explorer
 from simulations.kit.widgets import Explorer, paused_gc
@@ -75,6 +76,7 @@ def main() -> int:
                      "lock pause (5.1)": pause_explorer(),
                      "saga (5.2)": saga_explorer(),
                      "writers (5.3)": concurrent_writers_explorer(),
+                     "staleness (5.4)": staleness_explorer(),
                      "publish crash (5.3)": publish_crash_explorer(),
                      "idempotency (5.5)": idempotency_explorer(),
                      "effect crash (5.5)": crash_explorer()}
