@@ -139,21 +139,10 @@ class TokenBucket(LocalRateLimiter):
             self._last = now
 
     def _take(self, now: float, n: int) -> float:
-        last = self._last
-        if now > last:
-            tokens = self._tokens + (now - last) * self.rate
-            if tokens > self.capacity:
-                tokens = float(self.capacity)
-            self._last = now
-        else:
-            tokens = self._tokens
-        if n - tokens <= EPSILON:
-            self._tokens = tokens - n
-            return 0.0
-        self._tokens = tokens
-        if n > self.capacity:
-            return INF
-        return positive_wait(now, now + (n - tokens) / self.rate)
+        wait = self._peek(now, n)
+        if wait == 0.0:
+            self._tokens -= n
+        return wait
 
     def _peek(self, now: float, n: int) -> float:
         self._refill(now)
@@ -218,14 +207,10 @@ class LeakyBucket(LocalRateLimiter):
             self._last = now
 
     def _take(self, now: float, n: int) -> float:
-        self._leak(now)
-        excess = self._level + n - self.capacity
-        if excess <= EPSILON:
+        wait = self._peek(now, n)
+        if wait == 0.0:
             self._level += n
-            return 0.0
-        if n > self.capacity:
-            return INF
-        return positive_wait(now, now + excess / self.rate)
+        return wait
 
     def _peek(self, now: float, n: int) -> float:
         self._leak(now)
