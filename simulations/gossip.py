@@ -705,7 +705,7 @@ def convergence_explorer() -> Explorer:
         "loss": float_slider("message loss", 0.0, 0.0, 0.6, 0.05),
         "churn": float_slider("churn (crash prob./round)", 0.0, 0.0, 0.3, 0.02),
         "nodes": choice("nodes", tuple(NODE_CHOICES), "300"),
-    })
+    }, large_runs={"nodes": ("2,000", "10,000")})
 
 
 def rumour_explorer() -> Explorer:

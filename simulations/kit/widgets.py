@@ -84,6 +84,10 @@ class Explorer(widgets.VBox):  # type: ignore[misc]
     ``draw`` receives the controls' values as keyword arguments and returns a
     :class:`~matplotlib.figure.Figure`. The time of the last redraw (model run and
     drawing) is shown under the figure and kept in :attr:`last_seconds`.
+
+    ``large_runs`` names control values that start a deliberately larger run (say, a
+    10,000-node model one click away): the notebook says they take seconds, and the
+    slider benchmark times them apart from the moves that must answer at once.
     """
 
     def __init__(
@@ -92,9 +96,16 @@ class Explorer(widgets.VBox):  # type: ignore[misc]
         controls: Mapping[str, widgets.ValueWidget],
         *,
         columns: int = 2,
+        large_runs: Mapping[str, Sequence[Any]] | None = None,
     ) -> None:
         self.draw_function = draw
         self.controls = dict(controls)
+        self.large_runs = {name: tuple(values) for name, values in (large_runs or {}).items()}
+        for name, values in self.large_runs.items():
+            options = getattr(self.controls.get(name), "options", None)
+            if options is None or not set(values) <= set(options):
+                raise ValueError(f"large_runs must name options of a choice control, "
+                                 f"got {name!r}: {values!r}")
         self.output = widgets.Output()
         self.status = widgets.HTML()
         self.redraws = 0

@@ -41,3 +41,19 @@ def test_sliders_report_only_on_release() -> None:
     slider = log_slider("c", 10.0, 0, 3)
     assert slider.continuous_update is False
     assert slider.value == 10.0
+
+
+def test_large_runs_must_name_options_of_a_choice() -> None:
+    import pytest
+
+    def draw(size: str, rate: float) -> Figure:
+        return subplots()[0]
+
+    controls = {"size": choice("size", ["small", "huge"]),
+                "rate": float_slider("r", 0.5, 0, 1, 0.1)}
+    explorer = Explorer(draw, controls, large_runs={"size": ["huge"]})
+    assert explorer.large_runs == {"size": ("huge",)}
+    with pytest.raises(ValueError, match="large_runs"):
+        Explorer(draw, controls, large_runs={"size": ["gigantic"]})
+    with pytest.raises(ValueError, match="large_runs"):
+        Explorer(draw, controls, large_runs={"rate": [1.0]})
