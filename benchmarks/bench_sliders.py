@@ -36,6 +36,7 @@ from simulations.kit.widgets import Explorer, paused_gc
 from simulations.lock import pause_explorer
 from simulations.pipeline import batching_explorer, line_explorer
 from simulations.ratelimit import instances_explorer, limiter_explorer
+from simulations.reactive import compare_explorer, flow_explorer
 from simulations.retry import amplification_explorer, contention_explorer
 from simulations.saga import saga_explorer
 from simulations.timeout import overload_explorer
@@ -76,6 +77,8 @@ def main() -> int:
     with redirect_stdout(io.StringIO()):
         explorers = {"pipeline line (1.1)": line_explorer(),
                      "batching (1.1)": batching_explorer(),
+                     "backpressure flow (1.2)": flow_explorer(),
+                     "backpressure strategies (1.2)": compare_explorer(),
                      "gossip convergence (1.3)": convergence_explorer(),
                      "rumours (1.3)": rumour_explorer(),
                      "partition (1.3)": partition_explorer(),
@@ -123,4 +126,3 @@ def main() -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-

@@ -1,0 +1,849 @@
+"""Observables, observers, subjects and operators (guide section 1.2, 反应式数据流).
+
+The observer contract, as in ReactiveX: a stream delivers ``on_next`` any number of
+times, then at most one of ``on_error`` / ``on_complete``, and nothing after that. The
+library enforces it: every subscription wraps its observer in a *safe observer*
+(:class:`Sink`) that
+
+* serializes the calls (a producer on several threads never calls one observer from
+  two threads at once): a thread that finds another one delivering queues its signal,
+  and the delivering thread drains the queue before it lets go (the "emitter loop" of
+  RxJava's serialized observer). **No lock is held while an observer runs**, so an
+  observer may subscribe, dispose or emit from inside its own callback;
+* drops everything after the first ``on_error`` / ``on_complete``, and after disposal;
+* turns an exception raised by an observer's ``on_next`` into the end of the stream:
+  the subscription upstream is disposed and the same observer's ``on_error`` receives
+  the exception. (An exception raised by ``on_error`` or ``on_complete``, or an error
+  reaching an observer that has no ``on_error``, is logged on the
+  ``patterns.dataflow.reactive`` logger; the producer never sees it.)
+
+:meth:`Subscription.dispose` is idempotent and stops delivery at once: from inside a
+callback the current call is the last one; from another thread, ``dispose()`` waits for
+a call in progress to return, so that **no call starts or runs after it returns**.
+(So do not dispose a subscription from a thread that the observer itself is waiting
+for.)
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import Any, Final, Generic, Protocol, TypeVar, overload, runtime_checkable
+
+from patterns._validation import (
+    require_finite_non_negative,
+    require_int_at_least,
+    require_positive,
+)
+from patterns.dataflow.reactive._schedulers import Cancellable, Scheduler
+
+__all__ = [
+    "Disposable",
+    "Observable",
+    "Observer",
+    "Sink",
+    "Subject",
+    "Subscription",
+    "merge",
+]
+
+T = TypeVar("T")
+U = TypeVar("U")
+A = TypeVar("A")
+T_contra = TypeVar("T_contra", contravariant=True)
+
+_log = logging.getLogger("patterns.dataflow.reactive")
+
+_NEXT: Final = 0
+_ERROR: Final = 1
+_COMPLETE: Final = 2
+
+
+@runtime_checkable
+class Observer(Protocol[T_contra]):
+    """Receives a stream: ``on_next`` for each value, then ``on_error`` or ``on_complete``.
+
+    The guide's ``Observer<T>`` trait (``on_next``, ``on_error``, ``on_complete``).
+    """
+
+    def on_next(self, value: T_contra) -> None: ...
+
+    def on_error(self, error: BaseException) -> None: ...
+
+    def on_complete(self) -> None: ...
+
+
+@runtime_checkable
+class Disposable(Protocol):
+    """Something that releases a resource (stops a producer, cancels a timer)."""
+
+    def dispose(self) -> None: ...
+
+
+def _ignore(value: object) -> None:
+    pass
+
+
+def _report(error: BaseException) -> None:
+    _log.error("error with nobody to receive it", exc_info=error)
+
+
+class _Callbacks(Generic[T_contra]):
+    """An observer made of up to three callables."""
+
+    __slots__ = ("_complete", "_error", "_next")
+
+    def __init__(
+        self,
+        on_next: Callable[[T_contra], object] | None = None,
+        on_error: Callable[[BaseException], object] | None = None,
+        on_complete: Callable[[], object] | None = None,
+    ) -> None:
+        for name, fn in (("on_next", on_next), ("on_error", on_error),
+                         ("on_complete", on_complete)):
+            if fn is not None and not callable(fn):
+                raise TypeError(f"{name} must be callable, got {fn!r}")
+        self._next = on_next
+        self._error = on_error
+        self._complete = on_complete
+
+    def on_next(self, value: T_contra) -> None:
+        if self._next is not None:
+            self._next(value)
+
+    def on_error(self, error: BaseException) -> None:
+        if self._error is None:
+            _report(error)
+        else:
+            self._error(error)
+
+    def on_complete(self) -> None:
+        if self._complete is not None:
+            self._complete()
+
+
+class _Disposed:
+    __slots__ = ()
+
+    def dispose(self) -> None:
+        pass
+
+
+_DISPOSED: Final = _Disposed()
+
+
+class _Action:
+    """A disposable that runs a callable once."""
+
+    __slots__ = ("_action", "_lock")
+
+    def __init__(self, action: Callable[[], object]) -> None:
+        self._action: Callable[[], object] | None = action
+        self._lock = threading.Lock()
+
+    def dispose(self) -> None:
+        with self._lock:
+            action, self._action = self._action, None
+        if action is not None:
+            action()
+
+
+class _Composite:
+    """Disposes every part, once; a part added after disposal is disposed at once."""
+
+    __slots__ = ("_disposed", "_lock", "_parts")
+
+    def __init__(self, *parts: Disposable) -> None:
+        self._parts: list[Disposable] = list(parts)
+        self._lock = threading.Lock()
+        self._disposed = False
+
+    def add(self, part: Disposable) -> None:
+        with self._lock:
+            if not self._disposed:
+                self._parts.append(part)
+                return
+        part.dispose()
+
+    def dispose(self) -> None:
+        with self._lock:
+            if self._disposed:
+                return
+            self._disposed = True
+            parts, self._parts = self._parts, []
+        for part in parts:
+            part.dispose()
+
+
+def _as_disposable(teardown: object) -> Disposable | None:
+    if teardown is None:
+        return None
+    if isinstance(teardown, Disposable):
+        return teardown
+    if callable(teardown):
+        return _Action(teardown)
+    raise TypeError(f"a subscribe function must return None, a Disposable or a callable, "
+                    f"got {teardown!r}")
+
+
+class Sink(Generic[T]):
+    """The safe observer: what an :class:`Observable`'s subscribe function emits into.
+
+    Calls ``on_next`` / ``on_error`` / ``on_complete`` of the wrapped observer under the
+    observer contract (see the module's docstring). Thread-safe: any thread may signal.
+    Producers should stop once :attr:`closed` is true.
+    """
+
+    __slots__ = ("_disposed", "_emitter", "_idle", "_lock", "_next", "_observer", "_queue",
+                 "_stopped", "_upstream", "_waiters")
+
+    def __init__(self, observer: Observer[T]) -> None:
+        self._observer = observer
+        # the observer's on_next, without the wrapper's extra call for plain callables
+        on_next = observer._next if isinstance(observer, _Callbacks) else observer.on_next
+        self._next: Callable[[T], object] = on_next if on_next is not None else _ignore
+        self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._waiters = 0  # threads waiting in dispose() for a call to return
+        self._queue: deque[tuple[int, Any]] = deque()
+        self._emitter: int | None = None  # the thread delivering now
+        self._stopped = False  # accepts no more signals (terminal accepted, or disposed)
+        self._disposed = False  # delivers nothing more
+        self._upstream: Disposable | None = None
+
+    @property
+    def closed(self) -> bool:
+        """True once the sink accepts no more signals: a producer should stop."""
+        return self._stopped
+
+    @property
+    def disposed(self) -> bool:
+        """True once nothing more will be delivered (disposed, or terminated)."""
+        return self._disposed
+
+    def on_next(self, value: T) -> None:
+        lock = self._lock
+        with lock:
+            if self._stopped:
+                return
+            if self._emitter is not None:  # another call is running: queue behind it
+                self._queue.append((_NEXT, value))
+                return
+            self._emitter = threading.get_ident()
+        # the fast path: nobody else is delivering, so deliver at once, lock released
+        try:
+            self._next(value)
+        except Exception as error:  # the observer failed: end the stream
+            self._fail(error)
+            return
+        except BaseException:
+            self._release()
+            raise
+        with lock:
+            if self._disposed or not self._queue:
+                self._emitter = None
+                if self._waiters:
+                    self._idle.notify_all()
+                return
+        self._drain()  # others queued values meanwhile: deliver them too
+
+    def on_error(self, error: BaseException) -> None:
+        if not isinstance(error, BaseException):
+            raise TypeError(f"error must be an exception, got {error!r}")
+        if self._enqueue(_ERROR, error):
+            self._drain()
+
+    def on_complete(self) -> None:
+        if self._enqueue(_COMPLETE, None):
+            self._drain()
+
+    def dispose(self) -> None:
+        """Stop delivery at once and dispose the subscription upstream (idempotent).
+
+        Called from another thread while the observer is running, it waits for that
+        call to return; called from inside a callback, it returns at once and the
+        current call is the last.
+        """
+        me = threading.get_ident()
+        with self._lock:
+            self._stopped = self._disposed = True
+            self._queue.clear()
+            while self._emitter is not None and self._emitter != me:
+                self._waiters += 1
+                try:
+                    self._idle.wait()
+                finally:
+                    self._waiters -= 1
+            upstream, self._upstream = self._upstream, _DISPOSED
+        if upstream is not None:
+            upstream.dispose()
+
+    # ----------------------------------------------------------------- internals
+
+    def _set_upstream(self, upstream: Disposable | None) -> None:
+        """Attach what to dispose upstream; disposed at once if the sink already is."""
+        if upstream is None:
+            return
+        with self._lock:
+            if self._upstream is None:
+                self._upstream = upstream
+                return
+        upstream.dispose()  # the sink was disposed or terminated meanwhile
+
+    def _enqueue(self, kind: int, value: Any) -> bool:
+        """Queue a signal; True if the caller must now :meth:`_drain` (it is the emitter)."""
+        with self._lock:
+            if self._stopped:
+                return False
+            if kind != _NEXT:
+                self._stopped = True
+            self._queue.append((kind, value))
+            if self._emitter is not None:
+                return False
+            self._emitter = threading.get_ident()
+            return True
+
+    def _drain(self) -> None:
+        """Deliver queued signals, one at a time, with no lock held while delivering."""
+        lock = self._lock
+        try:
+            while True:
+                with lock:
+                    if self._disposed or not self._queue:
+                        self._emitter = None
+                        if self._waiters:
+                            self._idle.notify_all()
+                        return
+                    kind, value = self._queue.popleft()
+                if kind == _NEXT:
+                    try:
+                        self._next(value)
+                    except Exception as error:  # the observer failed: end the stream
+                        self._fail(error)
+                        return
+                else:
+                    self._terminate(kind, value)
+                    return
+        except BaseException:
+            self._release()  # KeyboardInterrupt and friends: leave the sink usable
+            raise
+
+    def _release(self) -> None:
+        with self._lock:
+            self._emitter = None
+            self._idle.notify_all()
+
+    def _fail(self, error: Exception) -> None:
+        with self._lock:
+            self._stopped = True
+            self._queue.clear()
+        self._terminate(_ERROR, error)
+
+    def _terminate(self, kind: int, error: BaseException | None) -> None:
+        with self._lock:
+            self._disposed = True
+            upstream, self._upstream = self._upstream, _DISPOSED
+        try:
+            if upstream is not None:
+                upstream.dispose()
+            if kind == _ERROR:
+                assert error is not None
+                self._observer.on_error(error)
+            else:
+                self._observer.on_complete()
+        except Exception:
+            _log.exception("observer %r failed in its terminal callback", self._observer)
+        finally:
+            with self._lock:
+                self._queue.clear()
+                self._emitter = None
+                self._idle.notify_all()
+
+    def __repr__(self) -> str:
+        state = "disposed" if self._disposed else "closed" if self._stopped else "open"
+        return f"Sink({self._observer!r}, {state})"
+
+
+class Subscription:
+    """What :meth:`Observable.subscribe` returns: :meth:`dispose` it to stop delivery.
+
+    The guide's ``Subscription`` and ``unsubscribe`` in one handle. A context manager:
+    leaving the ``with`` block disposes it.
+    """
+
+    __slots__ = ("_sink",)
+
+    def __init__(self, sink: Sink[Any]) -> None:
+        self._sink = sink
+
+    def dispose(self) -> None:
+        """Stop delivery (idempotent); see :meth:`Sink.dispose`."""
+        self._sink.dispose()
+
+    @property
+    def disposed(self) -> bool:
+        """True once the observer will receive nothing more (disposed or terminated)."""
+        return self._sink.disposed
+
+    def __enter__(self) -> Subscription:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.dispose()
+
+    def __repr__(self) -> str:
+        return f"Subscription(disposed={self.disposed})"
+
+
+SubscribeFunction = Callable[[Sink[T]], "Disposable | Callable[[], object] | None"]
+
+_NO_SEED: Final = object()
+
+
+def _check_callable(name: str, fn: object) -> None:
+    if not callable(fn):
+        raise TypeError(f"{name} must be callable, got {fn!r}")
+
+
+class Observable(Generic[T]):
+    """A stream of values of type ``T`` (guide section 1.2: ``DataFlow<T>``).
+
+    Made from a subscribe function that receives a :class:`Sink` and emits into it,
+    returning what stops the producer (a :class:`Disposable`, a callable, or ``None``).
+    The function runs once per subscription: observables are cold unless they are a
+    :class:`Subject`. Operators (:meth:`map`, :meth:`filter`, :meth:`scan`, :meth:`take`,
+    :meth:`merge`, :meth:`buffer_with_count`, :meth:`buffer_with_time`) return new
+    observables; nothing runs until somebody subscribes.
+    """
+
+    __slots__ = ("_subscribe_fn",)
+
+    def __init__(self, subscribe: SubscribeFunction[T]) -> None:
+        _check_callable("subscribe", subscribe)
+        self._subscribe_fn = subscribe
+
+    # ----------------------------------------------------------------- subscribing
+
+    def subscribe(
+        self,
+        observer: Observer[T] | Callable[[T], object] | None = None,
+        /,
+        *,
+        on_next: Callable[[T], object] | None = None,
+        on_error: Callable[[BaseException], object] | None = None,
+        on_complete: Callable[[], object] | None = None,
+    ) -> Subscription:
+        """Start the stream for one observer (or callables); return its :class:`Subscription`.
+
+        Pass an :class:`Observer`, or up to three callables (``on_next`` positionally or
+        by name). Without ``on_error``, an error is logged rather than lost silently.
+        """
+        if observer is not None and not callable(observer) and isinstance(observer, Observer):
+            if on_next is not None or on_error is not None or on_complete is not None:
+                raise TypeError("pass either an observer or callables, not both")
+            target: Observer[T] = observer
+        else:
+            if observer is not None:
+                if on_next is not None:
+                    raise TypeError("on_next given twice (positionally and by name)")
+                if not callable(observer):
+                    raise TypeError(f"observer must be an Observer or a callable, "
+                                    f"got {observer!r}")
+                on_next = observer
+            target = _Callbacks(on_next, on_error, on_complete)
+        sink: Sink[T] = Sink(target)
+        self._run(sink)
+        return Subscription(sink)
+
+    def _run(self, sink: Sink[T]) -> None:
+        try:
+            teardown = self._subscribe_fn(sink)
+        except Exception as error:
+            sink.on_error(error)
+            return
+        sink._set_upstream(_as_disposable(teardown))
+
+    def _chain(
+        self,
+        on_next: Callable[[T], object],
+        downstream: Sink[Any],
+        on_complete: Callable[[], object] | None = None,
+    ) -> None:
+        """Subscribe an operator's callbacks; errors go downstream.
+
+        The upstream sink is attached to ``downstream`` *before* the source starts, so
+        that disposing downstream stops even a source that emits during subscribe.
+        """
+        upstream: Sink[T] = Sink(_Callbacks(on_next, downstream.on_error,
+                                            on_complete or downstream.on_complete))
+        downstream._set_upstream(upstream)
+        self._run(upstream)
+
+    # ----------------------------------------------------------------- sources
+
+    @staticmethod
+    def from_iterable(values: Iterable[T]) -> Observable[T]:
+        """Emit the values of ``values`` (iterated afresh per subscription), then complete.
+
+        The producer checks the subscription before each value, so disposing it (or a
+        ``take`` downstream) stops an endless iterable.
+        """
+        if not isinstance(values, Iterable):
+            raise TypeError(f"values must be iterable, got {values!r}")
+
+        def subscribe(sink: Sink[T]) -> None:
+            iterator = iter(values)
+            while not sink.closed:  # checked before pulling each value
+                try:
+                    value = next(iterator)
+                except StopIteration:
+                    sink.on_complete()
+                    return
+                sink.on_next(value)
+
+        return Observable(subscribe)
+
+    @staticmethod
+    def of(*values: T) -> Observable[T]:
+        """Emit ``values``, then complete."""
+        return Observable.from_iterable(values)
+
+    @staticmethod
+    def empty() -> Observable[Any]:
+        """Complete at once."""
+        return Observable(lambda sink: sink.on_complete())
+
+    @staticmethod
+    def never() -> Observable[Any]:
+        """Emit nothing, ever."""
+        return Observable(lambda sink: None)
+
+    @staticmethod
+    def throw(error: BaseException) -> Observable[Any]:
+        """Fail at once with ``error``."""
+        if not isinstance(error, BaseException):
+            raise TypeError(f"error must be an exception, got {error!r}")
+        return Observable(lambda sink: sink.on_error(error))
+
+    @staticmethod
+    def interval(period: float, scheduler: Scheduler) -> Observable[int]:
+        """Emit 0, 1, 2, ... every ``period`` seconds of ``scheduler`` time."""
+        require_positive("period", period)
+        require_finite_non_negative("period", period)
+
+        def subscribe(sink: Sink[int]) -> Callable[[], None]:
+            lock = threading.Lock()
+            start = scheduler.now()
+            state: dict[str, Any] = {"count": 0, "handle": None, "done": False}
+
+            def tick() -> None:
+                with lock:
+                    if state["done"]:
+                        return
+                    count = state["count"]
+                    state["count"] = count + 1
+                    due = start + (count + 2) * period
+                    state["handle"] = scheduler.schedule(max(0.0, due - scheduler.now()), tick)
+                sink.on_next(count)
+
+            def stop() -> None:
+                with lock:
+                    state["done"] = True
+                    handle: Cancellable | None = state["handle"]
+                if handle is not None:
+                    handle.cancel()
+
+            with lock:
+                state["handle"] = scheduler.schedule(period, tick)
+            return stop
+
+        return Observable(subscribe)
+
+    # ----------------------------------------------------------------- operators
+
+    def map(self, fn: Callable[[T], U]) -> Observable[U]:
+        """Each value transformed by ``fn`` (the guide's ``MapOperator``).
+
+        If ``fn`` raises, the stream ends with that error and the source is disposed.
+        """
+        _check_callable("fn", fn)
+        source = self
+
+        def subscribe(sink: Sink[U]) -> None:
+            source._chain(lambda value: sink.on_next(fn(value)), sink)
+
+        return Observable(subscribe)
+
+    def filter(self, predicate: Callable[[T], bool]) -> Observable[T]:
+        """Only the values for which ``predicate`` is true."""
+        _check_callable("predicate", predicate)
+        source = self
+
+        def subscribe(sink: Sink[T]) -> None:
+            def on_next(value: T) -> None:
+                if predicate(value):
+                    sink.on_next(value)
+
+            source._chain(on_next, sink)
+
+        return Observable(subscribe)
+
+    @overload
+    def scan(self, fn: Callable[[T, T], T]) -> Observable[T]: ...
+
+    @overload
+    def scan(self, fn: Callable[[A, T], A], seed: A) -> Observable[A]: ...
+
+    def scan(self, fn: Callable[[Any, T], Any], seed: Any = _NO_SEED) -> Observable[Any]:
+        """Running accumulation: emits ``acc = fn(acc, value)`` for each value.
+
+        Without ``seed`` the first value is the first accumulator (and is emitted as is).
+        """
+        _check_callable("fn", fn)
+        source = self
+
+        def subscribe(sink: Sink[Any]) -> None:
+            state = [seed]
+
+            def on_next(value: T) -> None:
+                acc = value if state[0] is _NO_SEED else fn(state[0], value)
+                state[0] = acc
+                sink.on_next(acc)
+
+            source._chain(on_next, sink)
+
+        return Observable(subscribe)
+
+    def take(self, count: int) -> Observable[T]:
+        """The first ``count`` values, then complete (and dispose the source)."""
+        require_int_at_least("count", count, 0)
+        source = self
+
+        def subscribe(sink: Sink[T]) -> None:
+            if count == 0:
+                sink.on_complete()
+                return None
+            remaining = [count]
+
+            def on_next(value: T) -> None:
+                remaining[0] -= 1
+                sink.on_next(value)
+                if remaining[0] == 0:
+                    upstream.dispose()
+                    sink.on_complete()
+
+            upstream: Sink[T] = Sink(_Callbacks(on_next, sink.on_error, sink.on_complete))
+            sink._set_upstream(upstream)
+            source._run(upstream)
+
+        return Observable(subscribe)
+
+    def merge(self, *others: Observable[T]) -> Observable[T]:
+        """This stream and ``others`` interleaved; see :func:`merge`."""
+        return merge(self, *others)
+
+    def buffer_with_count(self, count: int, skip: int | None = None) -> Observable[list[T]]:
+        """Lists of ``count`` values; a new list starts every ``skip`` values (default
+        ``count``: back-to-back lists). On completion the unfinished lists are emitted."""
+        require_int_at_least("count", count, 1)
+        step = count if skip is None else require_int_at_least("skip", skip, 1)
+        source = self
+
+        def subscribe(sink: Sink[list[T]]) -> None:
+            open_lists: deque[list[T]] = deque()
+            seen = [0]
+
+            def on_next(value: T) -> None:
+                if seen[0] % step == 0:
+                    open_lists.append([])
+                seen[0] += 1
+                for items in open_lists:
+                    items.append(value)
+                while open_lists and len(open_lists[0]) == count:
+                    sink.on_next(open_lists.popleft())
+
+            def on_complete() -> None:
+                while open_lists:
+                    items = open_lists.popleft()
+                    if items:
+                        sink.on_next(items)
+                sink.on_complete()
+
+            source._chain(on_next, sink, on_complete)
+
+        return Observable(subscribe)
+
+    def buffer_with_time(self, timespan: float, scheduler: Scheduler) -> Observable[list[T]]:
+        """A list of the values received in each ``timespan`` seconds of ``scheduler`` time.
+
+        A list is emitted at the end of every window, empty if nothing arrived; on
+        completion the values of the unfinished window are emitted if there are any.
+        Values and window ends may come from different threads: lists stay in order.
+        """
+        require_positive("timespan", timespan)
+        require_finite_non_negative("timespan", timespan)
+        source = self
+
+        def subscribe(sink: Sink[list[T]]) -> None:
+            lock = threading.Lock()
+            start = scheduler.now()
+            state: dict[str, Any] = {"items": [], "windows": 0, "handle": None, "done": False}
+
+            def close_window() -> None:
+                with lock:
+                    if state["done"]:
+                        return
+                    items, state["items"] = state["items"], []
+                    state["windows"] += 1
+                    due = start + (state["windows"] + 1) * timespan
+                    state["handle"] = scheduler.schedule(max(0.0, due - scheduler.now()),
+                                                         close_window)
+                    emit = sink._enqueue(_NEXT, items)  # in order, under the lock
+                if emit:
+                    sink._drain()  # deliver with no lock held
+
+            def on_next(value: T) -> None:
+                with lock:
+                    if not state["done"]:
+                        state["items"].append(value)
+
+            def finish(error: BaseException | None) -> None:
+                with lock:
+                    if state["done"]:
+                        return
+                    state["done"] = True
+                    handle: Cancellable | None = state["handle"]
+                    items, state["items"] = state["items"], []
+                    emit = False
+                    if error is None and items:
+                        emit = sink._enqueue(_NEXT, items)
+                    if error is None:
+                        emit = sink._enqueue(_COMPLETE, None) or emit
+                    else:
+                        emit = sink._enqueue(_ERROR, error) or emit
+                if handle is not None:
+                    handle.cancel()
+                if emit:
+                    sink._drain()
+
+            def stop() -> None:
+                with lock:
+                    state["done"] = True
+                    handle: Cancellable | None = state["handle"]
+                if handle is not None:
+                    handle.cancel()
+                upstream.dispose()
+
+            with lock:
+                state["handle"] = scheduler.schedule(timespan, close_window)
+            upstream: Sink[T] = Sink(_Callbacks(on_next, finish, lambda: finish(None)))
+            sink._set_upstream(_Action(stop))
+            source._run(upstream)
+
+        return Observable(subscribe)
+
+    def __repr__(self) -> str:
+        return f"Observable({self._subscribe_fn!r})"
+
+
+def merge(*sources: Observable[T]) -> Observable[T]:
+    """Values of all ``sources`` as they come; completes when all have completed, fails
+    (and disposes the others) as soon as one fails."""
+    for index, source in enumerate(sources):
+        if not isinstance(source, Observable):
+            raise TypeError(f"sources[{index}] must be an Observable, got {source!r}")
+
+    def subscribe(sink: Sink[T]) -> None:
+        if not sources:
+            sink.on_complete()
+            return None
+        lock = threading.Lock()
+        remaining = [len(sources)]
+
+        def on_complete() -> None:
+            with lock:
+                remaining[0] -= 1
+                last = remaining[0] == 0
+            if last:
+                sink.on_complete()
+
+        parts = _Composite()
+        sink._set_upstream(parts)
+        for source in sources:
+            if sink.closed:
+                break
+            upstream: Sink[T] = Sink(_Callbacks(sink.on_next, sink.on_error, on_complete))
+            parts.add(upstream)
+            source._run(upstream)
+
+    return Observable(subscribe)
+
+
+class Subject(Observable[T]):
+    """Both an :class:`Observer` and an :class:`Observable`: it multicasts what it receives.
+
+    Every observer subscribed at the moment of a call receives it (each through its own
+    safe observer). After ``on_complete`` / ``on_error`` the subject ignores further
+    values, and a late subscriber receives the terminal signal at once. Thread-safe;
+    the list of observers is copy-on-write, so no lock is held while observers run and an
+    observer may subscribe or dispose from inside its callback (a new subscriber
+    receives the values that come after its subscription).
+    """
+
+    __slots__ = ("_lock", "_sinks", "_terminal")
+
+    def __init__(self) -> None:
+        super().__init__(self._subscribe_core)
+        self._lock = threading.Lock()
+        self._sinks: tuple[Sink[T], ...] = ()
+        self._terminal: BaseException | bool | None = False  # False: still open
+
+    def _subscribe_core(self, sink: Sink[T]) -> Callable[[], None] | None:
+        with self._lock:
+            terminal = self._terminal
+            if terminal is False:
+                self._sinks = (*self._sinks, sink)
+                return lambda: self._remove(sink)
+        if isinstance(terminal, BaseException):
+            sink.on_error(terminal)
+        else:
+            sink.on_complete()
+        return None
+
+    def _remove(self, sink: Sink[T]) -> None:
+        with self._lock:
+            self._sinks = tuple(s for s in self._sinks if s is not sink)
+
+    @property
+    def observer_count(self) -> int:
+        """How many observers are subscribed now."""
+        return len(self._sinks)
+
+    def on_next(self, value: T) -> None:
+        for sink in self._sinks:
+            sink.on_next(value)
+
+    def on_error(self, error: BaseException) -> None:
+        if not isinstance(error, BaseException):
+            raise TypeError(f"error must be an exception, got {error!r}")
+        with self._lock:
+            if self._terminal is not False:
+                return
+            self._terminal = error
+            sinks, self._sinks = self._sinks, ()
+        for sink in sinks:
+            sink.on_error(error)
+
+    def on_complete(self) -> None:
+        with self._lock:
+            if self._terminal is not False:
+                return
+            self._terminal = None
+            sinks, self._sinks = self._sinks, ()
+        for sink in sinks:
+            sink.on_complete()
+
+    def __repr__(self) -> str:
+        return f"Subject({len(self._sinks)} observers)"
