@@ -86,7 +86,12 @@ RumourId: TypeAlias = tuple[Hashable, int]
 
 
 class Mergeable(Protocol):
-    """What gossip needs of a replicated state: a join and a copy (every state CRDT)."""
+    """What gossip needs of a replicated state: a join and a copy (every state CRDT).
+
+    States should also compare by value (``==``): a push-pull callee answers only when its
+    state differs from the caller's, and with identity comparison it always answers (correct,
+    but one reply per exchange more). The CRDTs of :mod:`patterns.dataflow.crdt` do.
+    """
 
     def merge(self, other: Self) -> bool:
         """Join ``other`` into this state; True if and only if this state changed."""

@@ -586,6 +586,22 @@ def test_timer_is_thread_safe() -> None:
     assert all(stats[name].failures == 0 for name in names)
 
 
+def test_timer_updates_its_figures_only_under_its_lock() -> None:
+    # CPython 3.11 does not switch threads inside ``figures[0] += 1``, so the hammering
+    # test above passes even without a lock; this one fails if ``record`` stops taking it
+    # (for instance on a free-threaded build, where the race is real).
+    timer = StageTimer(clock=ManualClock())
+    recorder = threading.Thread(target=timer.record, args=("s", 0.5, True))
+    with timer._lock:
+        recorder.start()
+        recorder.join(timeout=0.2)
+        assert recorder.is_alive()  # blocked: it waits for the lock
+        assert timer._stats == {}
+    recorder.join(timeout=5)
+    assert not recorder.is_alive()
+    assert timer.stats()["s"].count == 1
+
+
 def test_wrapped_stages_keep_names_and_error_paths() -> None:
     timer = StageTimer(clock=ManualClock())
     pipe = timer.instrument(logged(add(1, "a")) >> fails_on(2, "b"))
