@@ -48,6 +48,7 @@ from patterns.dataflow.reactive import (
     Subject,
 )
 from simulations.kit.plotting import label, subplots
+from simulations.kit.queueing import mmck
 from simulations.kit.recorder import Recorder
 from simulations.kit.rng import RandomStreams
 from simulations.kit.tables import format_table
@@ -436,19 +437,16 @@ class MM1KTheory:
 
 
 def mm1k(arrival_rate: float, service_rate: float, places: int) -> MM1KTheory:
-    """M/M/1/K: ``P(n) ∝ ρⁿ`` for ``n = 0..K`` with ``ρ = λ/μ``."""
+    """M/M/1/K: ``P(n) ∝ ρⁿ`` for ``n = 0..K`` with ``ρ = λ/μ`` (the one-server case of
+    :func:`simulations.kit.queueing.mmck`)."""
     if not arrival_rate > 0 or not service_rate > 0:
         raise ValueError(f"rates must be > 0, got arrival_rate={arrival_rate!r}, "
                          f"service_rate={service_rate!r}")
     if isinstance(places, bool) or not isinstance(places, int) or places < 1:
         raise ValueError(f"places must be an int >= 1, got {places!r}")
-    rho = arrival_rate / service_rate
-    n = np.arange(places + 1)
-    weights = np.exp(n * math.log(rho) - places * max(0.0, math.log(rho)))  # no overflow
-    p = weights / weights.sum()
-    loss = float(p[-1])
-    in_system = float(np.dot(n, p))
-    waiting = in_system - (1.0 - float(p[0]))
+    queue = mmck(arrival_rate, service_rate, 1, places - 1)  # one server, K - 1 waiting
+    loss, waiting = queue.blocking, queue.mean_queue_length
+    in_system = queue.mean_in_system
     return MM1KTheory(arrival_rate, service_rate, places, loss, in_system, waiting,
                       arrival_rate * (1.0 - loss))
 

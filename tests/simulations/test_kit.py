@@ -155,3 +155,12 @@ def test_redis_server_helper_starts_and_stops_a_server() -> None:
             assert connection.recv(16) == b"+PONG\r\n"
     with pytest.raises(ConnectionRefusedError):  # stopped
         socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+
+
+def test_queueing_mmck_with_a_long_queue_is_mm1() -> None:
+    from simulations.kit.queueing import mmck
+
+    theory = mmck(8.0, 10.0, 1, 2000)  # rho = 0.8: L = rho / (1 - rho), W = 1 / (mu - lambda)
+    assert abs(theory.mean_in_system - 4.0) < 1e-9
+    assert abs(theory.mean_sojourn - 0.5) < 1e-9
+    assert theory.blocking < 1e-12

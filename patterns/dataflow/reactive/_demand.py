@@ -34,6 +34,7 @@ from typing import Any, Final, Generic, Protocol, TypeVar, runtime_checkable
 
 from patterns._validation import require_int_at_least
 from patterns.clock import MONOTONIC
+from patterns.dataflow.reactive._backpressure import _asyncio_waker
 from patterns.dataflow.reactive._observable import Sink
 
 __all__ = [
@@ -432,23 +433,6 @@ def _check_subscriber(subscriber: object) -> None:
     if not isinstance(subscriber, Subscriber):
         raise TypeError(f"subscriber must have on_subscribe, on_next, on_error and "
                         f"on_complete, got {subscriber!r}")
-
-
-def _asyncio_waker() -> tuple[Callable[[], object], Any]:
-    import asyncio
-
-    loop = asyncio.get_running_loop()
-    future: asyncio.Future[None] = loop.create_future()
-
-    def resolve() -> None:
-        if not future.done():
-            future.set_result(None)
-
-    def wake() -> None:
-        with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
-            loop.call_soon_threadsafe(resolve)
-
-    return wake, future
 
 
 # --------------------------------------------------------------------------- iterators
