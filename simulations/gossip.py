@@ -421,22 +421,39 @@ def run_guide_broadcast(n: int, *, seed: int = 1, max_rounds: int = 20) -> Broad
                        "rounds")
 
 
-def guide_comparison(sizes: Sequence[int] = (50, 100, 200, 400), *, seed: int = 1
-                     ) -> list[tuple[BroadcastResult, GossipResult]]:
-    """The guide's half-of-all-peers broadcast beside fanout-1 push-pull, per size."""
-    return [(run_guide_broadcast(n, seed=seed), run_gossip(n, seed=seed)) for n in sizes]
+@dataclass(frozen=True)
+class GuideComparison:
+    """One cluster size: the guide's broadcast beside push-pull gossip with fanout k."""
+
+    guide: BroadcastResult
+    gossip: Mapping[int, GossipResult]
+    """By fanout."""
 
 
-def guide_comparison_table(rows: Sequence[tuple[BroadcastResult, GossipResult]]) -> str:
+def guide_comparison(sizes: Sequence[int] = (50, 100, 200, 400), *,
+                     fanouts: Sequence[int] = (1, 3), seed: int = 1) -> list[GuideComparison]:
+    """The guide's half-of-all-peers broadcast beside fanout-k push-pull, per size."""
+    return [GuideComparison(run_guide_broadcast(n, seed=seed),
+                            {k: run_gossip(n, fanout=k, seed=seed) for k in fanouts})
+            for n in sizes]
+
+
+def guide_comparison_table(rows: Sequence[GuideComparison]) -> str:
+    fanouts = list(rows[0].gossip)
     body = []
-    for guide, ours in rows:
-        per_round = ours.messages_per_node[-1] - ours.messages_per_node[-2]
-        body.append((guide.n, guide.messages_per_round, guide.rounds_to_all,
-                     guide.messages_to_all, round(per_round * guide.n),
-                     ours.rounds_to_all, ours.messages))
-    return format_table(
-        ["nodes", "guide: msgs/interval", "guide: rounds", "guide: msgs to all",
-         "push-pull: msgs/round", "push-pull: rounds", "push-pull: msgs to all"], body)
+    for row in rows:
+        guide = row.guide
+        line: list[object] = [guide.n, guide.messages_per_round, guide.rounds_to_all,
+                              guide.messages_to_all]
+        for k in fanouts:
+            ours = row.gossip[k]
+            line += [round(messages_per_round(ours) * ours.n), ours.rounds_to_all,
+                     ours.messages]
+        body.append(line)
+    headers = ["nodes", "guide: msgs/interval", "rounds", "msgs to all"]
+    for k in fanouts:
+        headers += [f"k={k}: msgs/round", "rounds", "msgs to all"]
+    return format_table(headers, body)
 
 
 # ============================================================================ figures
@@ -731,30 +748,37 @@ def scale_run(n: int = 10_000, *, seed: int = 1) -> GossipResult:
     return run_gossip(n, seed=seed)
 
 
-def draw_guide_cost(rows: Sequence[tuple[BroadcastResult, GossipResult]]) -> Figure:
+def draw_guide_cost(rows: Sequence[GuideComparison]) -> Figure:
     """Messages per sync interval against the number of nodes: the guide's half-of-all-peers
-    broadcast (measured, and ``n * ceil((n - 1) / 2)`` extended) beside fanout-1 push-pull."""
+    broadcast (measured, and ``n * ceil((n - 1) / 2)`` extended) beside fanout-k push-pull."""
     fig, (left, right) = subplots(1, 2, width=11, height=4.0)
-    sizes = np.array([guide.n for guide, _ in rows])
-    extended = np.array([100, 1000, 10_000, 100_000])
-    left.loglog(sizes, [guide.messages_per_round for guide, _ in rows], "o", color="#d62728",
+    sizes = np.array([row.guide.n for row in rows])
+    extended = np.array([50, 100, 1000, 10_000, 100_000])
+    left.loglog(sizes, [row.guide.messages_per_round for row in rows], "o", color="#d62728",
                 label="guide, simulated")
     left.loglog(extended, extended * np.ceil((extended - 1) / 2), color="#d62728",
                 linestyle="--", linewidth=1, label="guide: n * ceil((n-1)/2)")
-    left.loglog(sizes, [messages_per_round(ours) * ours.n for _, ours in rows], "o",
-                color="#1f77b4", label="push-pull fanout 1, simulated")
-    left.loglog(extended, 1.1 * extended, color="#1f77b4", linestyle="--", linewidth=1,
-                label="about 1.1 n")
+    fanouts = list(rows[0].gossip)
+    shades = ["#1f77b4", "#17becf", "#9467bd", "#2ca02c"]
+    for k, shade in zip(fanouts, shades, strict=False):
+        per_round = np.array([messages_per_round(row.gossip[k]) for row in rows])
+        left.loglog(sizes, per_round * sizes, "o", color=shade,
+                    label=f"push-pull, fanout {k}, simulated")
+        left.loglog(extended, float(per_round.mean()) * extended, color=shade,
+                    linestyle="--", linewidth=1, label=f"about {per_round.mean():.1f} n")
     label(left, title="Cost of one sync interval", xlabel="nodes",
           ylabel="messages per interval")
-    left.legend(fontsize=8)
-    width = 0.38
+    left.legend(fontsize=7)
+    width = 0.8 / (1 + len(fanouts))
     positions = np.arange(len(rows))
-    right.bar(positions - width / 2, [guide.messages_to_all / guide.n for guide, _ in rows],
+    right.bar(positions - 0.4 + width / 2, [row.guide.messages_to_all / row.guide.n
+                                            for row in rows],
               width, color="#d62728", label="guide (half of all peers)")
-    right.bar(positions + width / 2, [ours.messages / ours.n for _, ours in rows], width,
-              color="#1f77b4", label="push-pull, fanout 1")
-    right.set_xticks(positions, [f"{guide.n}" for guide, _ in rows])
+    for index, (k, shade) in enumerate(zip(fanouts, shades, strict=False), start=1):
+        right.bar(positions - 0.4 + width * (index + 0.5),
+                  [row.gossip[k].messages / row.gossip[k].n for row in rows], width,
+                  color=shade, label=f"push-pull, fanout {k}")
+    right.set_xticks(positions, [f"{row.guide.n}" for row in rows])
     right.set_yscale("log")
     label(right, title="Until every node has the update", xlabel="nodes",
           ylabel="messages per node (log)")
