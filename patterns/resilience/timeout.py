@@ -51,6 +51,7 @@ from dataclasses import dataclass
 from types import CoroutineType, TracebackType
 from typing import TYPE_CHECKING, Any, Final, NoReturn, Protocol, TypeVar
 
+from patterns._timers import TimerHandle, TimerThread, shared_timer_thread
 from patterns._validation import require_finite, require_non_negative, require_positive
 from patterns.clock import MONOTONIC, Clock
 from patterns.events import Listeners
@@ -575,23 +576,28 @@ def _resolve(future: asyncio.Future[None]) -> None:
 
 
 class DeadlineTimer:
-    """The blocking deadline driver: a :class:`threading.Timer` that cancels a token on time.
+    """The blocking deadline driver: cancels a token at its deadline, from a timer thread.
 
     When it fires it asks the token (:meth:`CancellationToken.check_deadline`); if the
     token's clock says "not yet" (a clock that does not run in real time) it re-arms for
     the time remaining. It stops by itself when the token is cancelled in any other way,
-    and :meth:`cancel` stops it early. One thread per armed timer: arm it for calls that
-    block, not for millions of tiny ones.
+    and :meth:`cancel` stops it early. All timers share one daemon thread
+    (:func:`patterns._timers.shared_timer_thread`): arming one is a heap push, not a new
+    thread, so a deadline on every call of a busy service costs microseconds. The token's
+    cancel callbacks run on that thread: keep them short.
     """
 
-    __slots__ = ("_lock", "_registration", "_stopped", "_timer", "token")
+    __slots__ = ("_handle", "_lock", "_registration", "_stopped", "_timers", "token")
 
-    def __init__(self, token: CancellationToken) -> None:
+    def __init__(self, token: CancellationToken, *, timers: TimerThread | None = None) -> None:
         if not isinstance(token, CancellationToken):
             raise TypeError(f"token must be a CancellationToken, got {token!r}")
+        if timers is not None and not isinstance(timers, TimerThread):
+            raise TypeError(f"timers must be a TimerThread, got {timers!r}")
         self.token = token
+        self._timers = timers
         self._lock = threading.Lock()
-        self._timer: threading.Timer | None = None
+        self._handle: TimerHandle | None = None
         self._stopped = False
         self._registration: Registration | None = None
 
@@ -603,13 +609,11 @@ class DeadlineTimer:
         return self
 
     def _arm(self) -> None:
+        timers = self._timers or shared_timer_thread()
         with self._lock:
             if self._stopped:
                 return
-            timer = threading.Timer(self.token.remaining(), self._fire)
-            timer.daemon = True
-            self._timer = timer
-        timer.start()
+            self._handle = timers.schedule(max(0.0, self.token.remaining()), self._fire)
 
     def _fire(self) -> None:
         if not self.token.check_deadline():
@@ -619,10 +623,10 @@ class DeadlineTimer:
         """Stop the timer; the token is left as it is."""
         with self._lock:
             self._stopped = True
-            timer, self._timer = self._timer, None
+            handle, self._handle = self._handle, None
             registration, self._registration = self._registration, None
-        if timer is not None:
-            timer.cancel()
+        if handle is not None:
+            handle.cancel()
         if registration is not None:
             registration.unregister()
 
@@ -630,7 +634,7 @@ class DeadlineTimer:
     def running(self) -> bool:
         """Whether the timer is armed."""
         with self._lock:
-            return not self._stopped and self._timer is not None
+            return not self._stopped and self._handle is not None
 
 
 def arm_deadline(token: CancellationToken) -> DeadlineTimer:
