@@ -287,3 +287,102 @@ def test_validation(client: redis.Redis) -> None:
         RedisGCRALimiter(client, "k", 1e-6, 10**6)
     assert repr(RedisGCRALimiter(client, "k", 2.0, 3)) == \
         "RedisGCRALimiter(key='k', rate=2.0, burst=3)"
+
+
+# ---------------------------------------------------------------------------- Redis away
+
+
+def _unreachable_client() -> redis.Redis:
+    import socket
+
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return redis.Redis(host="127.0.0.1", port=port, socket_connect_timeout=0.2,
+                       retry=Retry(NoBackoff(), 0))
+
+
+def test_unreachable_redis_raises_by_default() -> None:
+    limiter = RedisGCRALimiter(_unreachable_client(), "limit:away", rate=10, burst=2)
+    with pytest.raises(redis.exceptions.ConnectionError):
+        limiter.try_acquire()
+    with pytest.raises(redis.exceptions.ConnectionError):  # no cooldown when raising
+        limiter.try_acquire()
+    assert limiter.unavailable == 0
+
+
+class _FlakyClient:
+    """A client whose script fails while ``down`` is set (counting the attempts), and
+    otherwise runs on ``real`` Redis, if any."""
+
+    def __init__(self, real: redis.Redis | None = None) -> None:
+        self.real, self.down, self.attempts = real, False, 0
+
+    def register_script(self, script: str):  # type: ignore[no-untyped-def]
+        run = self.real.register_script(script) if self.real is not None else None
+
+        def call(**kwargs: object) -> object:
+            self.attempts += 1
+            if self.down or run is None:
+                raise redis.exceptions.TimeoutError("Timeout reading from socket")
+            return run(**kwargs)
+
+        return call
+
+
+def test_fail_open_admits_and_fail_closed_rejects_while_redis_is_away(
+        caplog: pytest.LogCaptureFixture) -> None:
+    clock = ManualClock()
+    away = _FlakyClient()
+    open_limiter = RedisGCRALimiter(away, "limit:away", rate=10, burst=2, clock=clock,
+                                    when_unavailable="admit", unavailable_cooldown=5.0)
+    assert all(open_limiter.try_acquire() for _ in range(5))  # no limit at all
+    assert open_limiter.time_until() == 0.0
+    assert away.attempts == 1  # the cooldown spares the dead server (and the caller's time)
+    clock.advance(5.0)
+    assert open_limiter.try_acquire()
+    assert away.attempts == 2  # after the cooldown it asks again
+    closed = RedisGCRALimiter(_FlakyClient(), "limit:away", rate=10, burst=2, clock=clock,
+                              when_unavailable="reject")
+    assert not any(closed.try_acquire() for _ in range(3))
+    assert closed.time_until() == pytest.approx(0.1)  # ask again after one interval
+    closed.refund()  # lost, not raised
+    assert (open_limiter.unavailable, closed.unavailable) == (7, 5)
+    assert open_limiter.stats() == RateLimiterStats(admitted=6, rejected=0)
+    assert closed.stats() == RateLimiterStats(admitted=0, rejected=3)
+    assert caplog.text.count("Redis unavailable") == 2  # once per outage, not per call
+
+
+def test_a_real_unreachable_server_is_tried_once_per_cooldown() -> None:
+    limiter = RedisGCRALimiter(_unreachable_client(), "limit:away", rate=10, burst=2,
+                               when_unavailable="admit", unavailable_cooldown=60.0)
+    started = time.monotonic()
+    assert all(limiter.try_acquire() for _ in range(100))
+    assert time.monotonic() - started < 5.0  # one failed connection, not a hundred
+
+
+def test_limits_resume_when_redis_is_back(client: redis.Redis, key: str,
+                                          caplog: pytest.LogCaptureFixture) -> None:
+    clock = ManualClock()
+    flaky = _FlakyClient(client)
+    limiter = RedisGCRALimiter(flaky, key, rate=1, burst=2, clock=clock,
+                               when_unavailable="admit", unavailable_cooldown=1.0)
+    assert [limiter.try_acquire() for _ in range(3)] == [True, True, False]
+    flaky.down = True
+    assert [limiter.try_acquire() for _ in range(3)] == [True, True, True]  # blind
+    flaky.down = False
+    assert limiter.try_acquire()  # still cooling down: blind
+    clock.advance(1.0)
+    assert not limiter.try_acquire()  # the shared state is still there: limited again
+    assert limiter.unavailable == 4
+    assert "Redis is back" in caplog.text
+
+
+def test_when_unavailable_and_cooldown_are_validated(client: redis.Redis) -> None:
+    with pytest.raises(ValueError, match=r"when_unavailable must be one of .* got 'open'"):
+        RedisGCRALimiter(client, "k", rate=1, burst=1, when_unavailable="open")
+    with pytest.raises(ValueError, match="unavailable_cooldown"):
+        RedisGCRALimiter(client, "k", rate=1, burst=1, unavailable_cooldown=-1.0)

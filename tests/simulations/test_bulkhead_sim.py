@@ -260,7 +260,7 @@ def test_bad_parameters_are_named() -> None:
         run_isolation(isolated=False, max_wait=-1)
     with pytest.raises(ValueError, match="rate must be a finite number > 0, got 0"):
         run_isolation(isolated=False, rate=0)
-    with pytest.raises(ValueError, match="servers must be (an int )?>= 1, got 0"):
+    with pytest.raises(ValueError, match="servers must be >= 1, got 0"):
         mmck(1.0, 1.0, 0, 1)
     with pytest.raises(ValueError, match="warmup must be within"):
         run_queue(10.0, warmup=1.0)

@@ -26,20 +26,35 @@ permit, and no fraction is ever lost. (Lua numbers are doubles: every value the 
 handles is an integer below 2**53, hence exact, and it is stored as a plain integer.)
 
 Redis's ``TIME`` is the server's wall clock: if it is stepped backwards, waits grow by
-the step until it catches up. Connection errors propagate to the caller (who decides
-whether to fail open or closed). The ``redis`` package is needed only by
-:meth:`RedisGCRALimiter.from_url`; any client with ``register_script`` works.
+the step until it catches up. When Redis cannot be reached, ``when_unavailable``
+decides: ``"raise"`` (the default: the connection error reaches the caller),
+``"admit"`` (fail open: requests go through unlimited, as most API gateways choose, so
+that an outage of the limiter is not an outage of the service) or ``"reject"`` (fail
+closed: protect the dependency at any price). Either way the limiter counts the
+decisions made blind in :attr:`RedisGCRALimiter.unavailable`, logs a warning when
+Redis goes away and when it is back, and, like a circuit breaker, does not ask Redis
+again for ``unavailable_cooldown`` seconds after a failure: a client that needs seconds
+to give up (redis-py retries a failed connection with back-off by default) would
+otherwise make every blind decision that slow. Give the client short socket timeouts.
+The ``redis`` package is needed only by :meth:`RedisGCRALimiter.from_url` and to
+recognise its connection errors; any client with ``register_script`` works.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 from collections.abc import Callable, Sequence
 from fractions import Fraction
 from typing import Any, Final, Protocol
 
-from patterns._validation import require_finite, require_int_at_least, require_positive
+from patterns._validation import (
+    require_finite,
+    require_finite_non_negative,
+    require_int_at_least,
+    require_positive,
+)
 from patterns.clock import MONOTONIC, Clock
 from patterns.events import Listeners
 from patterns.resilience.ratelimit._base import (
@@ -96,6 +111,21 @@ return {0, math.ceil((ahead - tol) / L), now}
 """
 
 
+_log = logging.getLogger(__name__)
+
+WHEN_UNAVAILABLE: Final = ("raise", "admit", "reject")
+
+
+def _connection_errors() -> tuple[type[BaseException], ...]:
+    """The errors that mean "Redis cannot be reached" (not a bug in the script)."""
+    errors: list[type[BaseException]] = [ConnectionError, TimeoutError]
+    try:
+        from redis import exceptions  # the optional backend, only if it is installed
+    except ImportError:
+        return tuple(errors)
+    return (*errors, exceptions.ConnectionError, exceptions.TimeoutError)
+
+
 class _ScriptClient(Protocol):
     """What the adapter needs of a Redis client (``redis.Redis`` has it)."""
 
@@ -114,11 +144,14 @@ class RedisGCRALimiter(RateLimiter):
 
     ``clock`` only measures the drivers' timeouts; decisions never read it. Put a local
     limiter in front with :class:`~patterns.resilience.ratelimit.TieredRateLimiter`.
-    Thread-safe if the client is (``redis.Redis`` is: it keeps a connection pool).
+    ``when_unavailable`` (``"raise"``, ``"admit"`` or ``"reject"``) decides what happens
+    while Redis cannot be reached (see the module). Thread-safe if the client is
+    (``redis.Redis`` is: it keeps a connection pool).
     """
 
-    __slots__ = ("_lock", "_now", "_script", "_tolerance", "burst", "client", "interval_us",
-                 "key", "rate")
+    __slots__ = ("_errors", "_lock", "_now", "_retry_at", "_script", "_tolerance", "_up",
+                 "burst", "client", "cooldown", "interval_us", "key", "rate", "unavailable",
+                 "when_unavailable")
 
     def __init__(
         self,
@@ -129,7 +162,12 @@ class RedisGCRALimiter(RateLimiter):
         *,
         clock: Clock = MONOTONIC,
         listeners: Listeners[RateLimitEvent] | None = None,
+        when_unavailable: str = "raise",
+        unavailable_cooldown: float = 1.0,
     ) -> None:
+        if when_unavailable not in WHEN_UNAVAILABLE:
+            raise ValueError(f"when_unavailable must be one of {WHEN_UNAVAILABLE}, "
+                             f"got {when_unavailable!r}")
         if not callable(getattr(client, "register_script", None)):
             raise TypeError(f"client must be a Redis client with register_script(), "
                             f"got {client!r}")
@@ -154,6 +192,13 @@ class RedisGCRALimiter(RateLimiter):
         self._now = clock_reader(clock)
         self._init_base(clock, listeners)
         self._lock = threading.Lock()
+        self.when_unavailable = when_unavailable
+        self.unavailable = 0
+        """Decisions made without Redis (admitted or rejected blind)."""
+        self.cooldown = require_finite_non_negative("unavailable_cooldown", unavailable_cooldown)
+        self._errors = _connection_errors()
+        self._up = True
+        self._retry_at = -math.inf
 
     @classmethod
     def from_url(cls, url: str, key: str, rate: float, burst: int,
@@ -174,15 +219,53 @@ class RedisGCRALimiter(RateLimiter):
                                                      self._tolerance, n, mode])
         return [int(value) for value in result]
 
+    def _try_run(self, mode: str, n: int) -> Sequence[int] | None:
+        """:meth:`_run`, or ``None`` for a blind decision (Redis away, not raising)."""
+        blind = self.when_unavailable != "raise"
+        if blind and not self._up and self._now() < self._retry_at:
+            with self._lock:
+                self.unavailable += 1
+            return None  # still cooling down: do not wait for a dead server again
+        try:
+            result = self._run(mode, n)
+        except self._errors as error:
+            with self._lock:
+                went_down, self._up = self._up, False
+                self._retry_at = self._now() + self.cooldown
+                if blind:
+                    self.unavailable += 1
+            if went_down:
+                _log.warning("rate limiter %r: Redis unavailable (%s); %s", self.key, error,
+                             {"raise": "raising", "admit": "admitting every request",
+                              "reject": "rejecting every request"}[self.when_unavailable])
+            if not blind:
+                raise
+            return None
+        if not self._up:
+            with self._lock:
+                came_back, self._up = not self._up, True
+            if came_back:
+                _log.warning("rate limiter %r: Redis is back", self.key)
+        return result
+
+    @property
+    def _blind_wait(self) -> float:
+        """What a blind decision answers: 0 (admit) or one emission interval (reject)."""
+        return 0.0 if self.when_unavailable == "admit" else float(self.interval_us) / 1e6
+
     def _decide(self, n: int) -> tuple[float, float]:
         if n > self.burst:
             return self._now(), math.inf
-        allowed, wait_us, _ = self._run("take", n)
+        result = self._try_run("take", n)
         now = self._now()
+        allowed, wait_us = (result[0], result[1]) if result is not None else (
+            self.when_unavailable == "admit", 0)
         if allowed:
             with self._lock:
                 self.admitted += 1
             return now, 0.0
+        if result is None:
+            return now, self._blind_wait
         return now, max(wait_us, 1) / 1e6
 
     def _count_rejection(self) -> None:
@@ -193,12 +276,17 @@ class RedisGCRALimiter(RateLimiter):
         check_permits(n)
         if n > self.burst:
             return math.inf
-        allowed, wait_us, _ = self._run("peek", n)
+        result = self._try_run("peek", n)
+        if result is None:
+            return self._blind_wait
+        allowed, wait_us, _ = result
         return 0.0 if allowed else max(wait_us, 1) / 1e6
 
     def refund(self, n: int = 1) -> None:
+        """Give ``n`` permits back (lost, with a warning logged, while Redis is away and
+        ``when_unavailable`` is not ``"raise"``)."""
         check_permits(n)
-        self._run("refund", n)
+        self._try_run("refund", n)
 
     def server_time_us(self) -> int:
         """The server's clock, as the script reads it (integer microseconds)."""
