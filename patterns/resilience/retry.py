@@ -7,7 +7,7 @@ which failures are worth another try, an optional shared
 thin drivers run it:
 
 * :meth:`RetryPolicy.call` (and the policy used as a decorator) blocks with ``sleep``;
-* :meth:`RetryPolicy.acall` awaits :func:`asyncio.sleep`;
+* :meth:`RetryPolicy.acall` awaits :func:`asyncio.sleep` (or the policy's ``asleep``);
 * :meth:`RetryPolicy.simpy_call` yields ``env.timeout(delay)`` inside a SimPy process.
 
 All three share the decision logic of one private class, so the object a simulation
@@ -303,6 +303,10 @@ class RetryPolicy(CallDecorator):
     sleep:
         How the blocking driver waits (default :func:`time.sleep`; tests pass
         :meth:`patterns.clock.ManualClock.sleep`).
+    asleep:
+        How the asyncio driver waits: an async function of the delay (default
+        :func:`asyncio.sleep`; tests pass one that advances a manual clock, so that a
+        retried coroutine runs in virtual time).
     rng:
         Randomness for jitter; pass a seeded :class:`random.Random` for repeatable runs.
 
@@ -312,6 +316,7 @@ class RetryPolicy(CallDecorator):
 
     __slots__ = (
         "_is_retryable",
+        "asleep",
         "backoff",
         "budget",
         "clock",
@@ -337,6 +342,7 @@ class RetryPolicy(CallDecorator):
         fallback: Callable[[BaseException], Any] | None = None,
         clock: Clock = MONOTONIC,
         sleep: Callable[[float], object] = time.sleep,
+        asleep: Callable[[float], Awaitable[object]] = _asyncio_sleep,
         rng: random.Random | None = None,
         listeners: Listeners[RetryEvent] | None = None,
     ) -> None:
@@ -365,7 +371,12 @@ class RetryPolicy(CallDecorator):
         self.budget = budget
         self.fallback = fallback
         self.clock = clock
+        if not callable(sleep):
+            raise TypeError(f"sleep must be callable, got {sleep!r}")
+        if not callable(asleep):
+            raise TypeError(f"asleep must be an async function of the delay, got {asleep!r}")
         self.sleep = sleep
+        self.asleep = asleep
         self.rng = rng if rng is not None else _RNG
         self.listeners: Listeners[RetryEvent] = (
             listeners if listeners is not None else Listeners()
@@ -394,7 +405,7 @@ class RetryPolicy(CallDecorator):
             "stop": self.stop, "backoff": self.backoff, "retry_on": self.retry_on,
             "retry_on_result": self.retry_on_result, "budget": self.budget,
             "fallback": self.fallback, "clock": self.clock, "sleep": self.sleep,
-            "rng": self.rng, "listeners": self.listeners,
+            "asleep": self.asleep, "rng": self.rng, "listeners": self.listeners,
         }
         unknown = set(changes) - set(current)
         if unknown:
@@ -473,7 +484,7 @@ class RetryPolicy(CallDecorator):
                 delay = run.after_failure(now(), None, result)
                 if delay is None:
                     return run.give_up(None, result)  # type: ignore[no-any-return]
-            await _asyncio_sleep(delay)
+            await self.asleep(delay)
             attempt += 1
 
     def simpy_call(

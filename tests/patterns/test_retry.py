@@ -1204,3 +1204,44 @@ def test_call_refuses_an_async_function_instead_of_returning_a_coroutine() -> No
 
     with pytest.raises(TypeError, match=r"returned a coroutine: retry it with `await"):
         RetryPolicy().call(fetch)
+
+
+def test_acall_waits_with_the_policys_asleep_in_virtual_time() -> None:
+    import asyncio
+
+    from patterns.clock import ManualClock
+    from patterns.resilience.backoff import ConstantBackoff
+    from patterns.resilience.retry import RetryPolicy, StopAfterAttempts
+
+    clock = ManualClock()
+    waits: list[float] = []
+
+    async def virtual_sleep(delay: float) -> None:
+        waits.append(delay)
+        clock.advance(delay)
+
+    policy = RetryPolicy(stop=StopAfterAttempts(4), backoff=ConstantBackoff(30.0),
+                         clock=clock, asleep=virtual_sleep)
+    attempts: list[float] = []
+
+    async def flaky() -> str:
+        attempts.append(clock.now())
+        if len(attempts) < 3:
+            raise ConnectionError("try again")
+        return "ok"
+
+    assert asyncio.run(policy.acall(flaky)) == "ok"
+    assert waits == [30.0, 30.0]
+    assert attempts == [0.0, 30.0, 60.0]  # a minute of back-off, no real waiting
+    assert policy.evolve(stop=StopAfterAttempts(2)).asleep is virtual_sleep
+
+
+def test_sleep_and_asleep_must_be_callable() -> None:
+    import pytest
+
+    from patterns.resilience.retry import RetryPolicy
+
+    with pytest.raises(TypeError, match="asleep"):
+        RetryPolicy(asleep=0.5)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="sleep"):
+        RetryPolicy(sleep="time.sleep")  # type: ignore[arg-type]
