@@ -14,7 +14,7 @@ from typing import Final, Protocol, runtime_checkable
 
 from patterns._validation import require_finite, require_finite_non_negative
 
-__all__ = ["MONOTONIC", "Clock", "ManualClock", "MonotonicClock"]
+__all__ = ["MONOTONIC", "WALL_CLOCK", "Clock", "ManualClock", "MonotonicClock", "WallClock"]
 
 
 @runtime_checkable
@@ -44,6 +44,28 @@ class MonotonicClock:
 
 MONOTONIC: Final[MonotonicClock] = MonotonicClock()
 """The shared default clock."""
+
+
+class WallClock:
+    """The wall clock (:func:`time.time`, seconds since the Unix epoch).
+
+    For times that other processes or machines must compare: lease expiries in a shared
+    database, event timestamps, last-writer-wins stamps. Comparable across machines only
+    as far as their clocks are synchronized, and it can step (NTP, an operator), so it
+    never measures a duration; use :data:`MONOTONIC` for that.
+    """
+
+    __slots__ = ()
+
+    def now(self) -> float:
+        return time.time()
+
+    def __repr__(self) -> str:
+        return "WallClock()"
+
+
+WALL_CLOCK: Final[WallClock] = WallClock()
+"""The shared wall clock."""
 
 
 class ManualClock:

@@ -50,7 +50,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from patterns._validation import require_int_at_least, require_positive
-from patterns.clock import MONOTONIC, Clock
+from patterns.clock import MONOTONIC, WALL_CLOCK, Clock
 from patterns.events import Listeners
 from patterns.storage.sqlite import SQLiteDatabase
 
@@ -121,20 +121,6 @@ class AggregateNotFoundError(LookupError):
 # --------------------------------------------------------------------------- records
 
 
-class _WallClock:
-    """Seconds since the Unix epoch (:func:`time.time`): for event timestamps only."""
-
-    __slots__ = ()
-
-    def now(self) -> float:
-        return time.time()
-
-    def __repr__(self) -> str:
-        return "WALL_CLOCK"
-
-
-WALL_CLOCK: Clock = _WallClock()
-"""The default clock for event timestamps (wall time, comparable across processes)."""
 
 
 def _require_stream(name: str, value: object) -> str:

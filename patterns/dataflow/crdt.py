@@ -33,13 +33,12 @@ is immutable and therefore safe to share.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Hashable, Iterable, Iterator, Mapping
 from enum import Enum
 from typing import Any, Generic, Protocol, Self, TypeVar, runtime_checkable
 
 from patterns._validation import require_int_at_least
-from patterns.clock import Clock
+from patterns.clock import WALL_CLOCK, Clock, WallClock
 
 __all__ = [
     "WALL_CLOCK",
@@ -693,21 +692,6 @@ class ORSet(Generic[T]):
 # ============================================================================ register
 
 
-class WallClock:
-    """The system's wall clock (:func:`time.time`): comparable across machines only as far
-    as their clocks are synchronized (NTP keeps them within milliseconds, not always)."""
-
-    __slots__ = ()
-
-    def now(self) -> float:
-        return time.time()
-
-    def __repr__(self) -> str:
-        return "WallClock()"
-
-
-WALL_CLOCK = WallClock()
-"""The default clock of :class:`LWWRegister`."""
 
 
 class LWWRegister(Generic[V]):

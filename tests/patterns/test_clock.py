@@ -235,3 +235,19 @@ def test_any_object_with_now_satisfies_the_clock_protocol() -> None:
 @pytest.mark.parametrize("candidate", [object(), 3.0, "clock", lambda: 0.0])
 def test_objects_without_now_are_not_clocks(candidate: object) -> None:
     assert not isinstance(candidate, Clock)
+
+
+def test_one_wall_clock_serves_every_pattern_that_needs_one() -> None:
+    import time
+
+    from patterns.clock import WALL_CLOCK, WallClock
+    from patterns.consistency import eventsourcing
+    from patterns.consistency.lock import WALL
+    from patterns.dataflow import crdt
+
+    before = time.time()
+    assert before <= WALL_CLOCK.now() <= time.time()
+    assert WALL is WALL_CLOCK
+    assert eventsourcing.WALL_CLOCK is WALL_CLOCK
+    assert crdt.WALL_CLOCK is WALL_CLOCK
+    assert crdt.WallClock is WallClock

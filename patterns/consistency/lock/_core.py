@@ -34,7 +34,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Final, Protocol, runtime_checkable
 
 from patterns._validation import require_finite_non_negative, require_positive
-from patterns.clock import MONOTONIC, Clock
+from patterns.clock import MONOTONIC, WALL_CLOCK, Clock, WallClock
 from patterns.events import Listeners
 
 __all__ = [
@@ -63,24 +63,11 @@ __all__ = [
 ]
 
 
-class WallClock:
-    """The host's wall clock (:func:`time.time`): shared by every process of one machine.
-
-    Used by :class:`~patterns.consistency.lock.sqlite.SQLiteLockStore`, whose expiry
-    times are compared by different processes. A step of the wall clock (NTP, an operator)
-    shortens or lengthens leases by the step; fencing tokens keep writes safe regardless.
-    """
-
-    __slots__ = ()
-
-    def now(self) -> float:
-        return time.time()
-
-    def __repr__(self) -> str:
-        return "WallClock()"
-
-
-WALL: Final[WallClock] = WallClock()
+WALL: Final[WallClock] = WALL_CLOCK
+"""The host's wall clock, shared by every process of one machine: the default of
+:class:`~patterns.consistency.lock.sqlite.SQLiteLockStore`, whose expiry times are compared
+by different processes. A step of the wall clock shortens or lengthens leases by the step;
+fencing tokens keep writes safe regardless."""
 
 
 # --------------------------------------------------------------------------- errors
