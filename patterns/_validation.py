@@ -14,6 +14,7 @@ __all__ = [
     "require_at_least",
     "require_finite",
     "require_finite_non_negative",
+    "require_finite_positive",
     "require_int_at_least",
     "require_non_negative",
     "require_positive",
@@ -54,6 +55,11 @@ def require_positive(name: str, value: float) -> float:
     if _require_real(name, value) <= 0:
         raise ValueError(f"{name} must be > 0, got {value!r}")
     return value
+
+
+def require_finite_positive(name: str, value: float) -> float:
+    """``value`` is a finite real number > 0."""
+    return require_positive(name, require_finite(name, value))
 
 
 def require_at_least(name: str, value: float, minimum: float) -> float:

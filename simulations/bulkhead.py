@@ -33,6 +33,11 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator, NullLocator
 
+from patterns._validation import (
+    require_finite_non_negative,
+    require_finite_positive,
+    require_int_at_least,
+)
 from patterns.resilience.bulkhead import (
     Bulkhead,
     BulkheadEvent,
@@ -55,24 +60,6 @@ VARIANT_COLOURS: dict[str, str] = {
     "Bulkhead": color("success"),
 }
 SKETCH_VARIANTS: tuple[str, ...] = tuple(VARIANT_COLOURS)
-
-
-def _require_int(name: str, value: int, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-    return value
-
-
-def _require_positive(name: str, value: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-    return float(value)
-
-
-def _require_non_negative(name: str, value: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
-        raise ValueError(f"{name} must be a number >= 0, got {value!r}")
-    return float(value)
 
 
 # ============================================================================ the guide
@@ -218,11 +205,11 @@ def run_guide_sketch(
     if variant not in SKETCH_VARIANTS:
         raise ValueError(f"variant must be one of {', '.join(map(repr, SKETCH_VARIANTS))}, "
                          f"got {variant!r}")
-    _require_positive("rate", rate)
-    _require_int("concurrency", concurrency, 1)
-    _require_int("queue_size", queue_size, 1)
-    _require_positive("latency", latency)
-    _require_positive("horizon", horizon)
+    require_finite_positive("rate", rate)
+    require_int_at_least("concurrency", concurrency, 1)
+    require_int_at_least("queue_size", queue_size, 1)
+    require_finite_positive("latency", latency)
+    require_finite_positive("horizon", horizon)
     env = simpy.Environment()
     streams = RandomStreams(seed)
     service = streams.stream("service")
@@ -441,14 +428,14 @@ def run_isolation(
     each dependency has its own, with the permits and places split between them
     (:func:`split`). Every bulkhead lets a caller wait at most ``max_wait`` seconds.
     """
-    _require_int("concurrency", concurrency, 2 if isolated else 1)
-    _require_int("queue_size", queue_size, 0)
-    _require_non_negative("max_wait", max_wait)
-    _require_positive("rate", rate)
-    _require_positive("latency", latency)
-    _require_positive("slow_latency", slow_latency)
-    _require_non_negative("slow_at", slow_at)
-    _require_positive("horizon", horizon)
+    require_int_at_least("concurrency", concurrency, 2 if isolated else 1)
+    require_int_at_least("queue_size", queue_size, 0)
+    require_finite_non_negative("max_wait", max_wait)
+    require_finite_positive("rate", rate)
+    require_finite_positive("latency", latency)
+    require_finite_positive("slow_latency", slow_latency)
+    require_finite_non_negative("slow_at", slow_at)
+    require_finite_positive("horizon", horizon)
     env = simpy.Environment()
     streams = RandomStreams(seed)
     if isolated:
@@ -691,9 +678,9 @@ def run_queue(
     not counted (the system starts empty). Blocking and waits are read from the
     bulkhead's own :class:`CallRejected` and :class:`CallPermitted` events.
     """
-    _require_positive("arrival_rate", arrival_rate)
-    _require_positive("service_rate", service_rate)
-    _require_int("arrivals", arrivals, 1)
+    require_finite_positive("arrival_rate", arrival_rate)
+    require_finite_positive("service_rate", service_rate)
+    require_int_at_least("arrivals", arrivals, 1)
     if not 0 <= warmup < 1:
         raise ValueError(f"warmup must be within [0, 1), got {warmup!r}")
     env = simpy.Environment()

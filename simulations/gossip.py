@@ -34,6 +34,7 @@ import simpy
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from patterns._validation import require_int_at_least, require_unit_interval
 from patterns.dataflow.crdt import GSet
 from patterns.dataflow.gossip import (
     GossipConfig,
@@ -212,12 +213,6 @@ class _Network:
                     send(to, message)
 
 
-def _check_probability(name: str, value: float, high: float = 1.0) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value < high:
-        raise ValueError(f"{name} must be in [0, {high}), got {value!r}")
-    return float(value)
-
-
 def run_gossip(
     n: int = 1000,
     *,
@@ -250,12 +245,11 @@ def run_gossip(
     when the round began. With a spread of delays, news can travel two hops in one round
     (a node informed by an early reply answers a later request), and gossip gets faster.
     """
-    _check_probability("loss", loss)
-    _check_probability("churn", churn)
-    if not 0.0 < recovery <= 1.0:
+    require_unit_interval("loss", loss)
+    require_unit_interval("churn", churn)
+    if not require_unit_interval("recovery", recovery) > 0.0:
         raise ValueError(f"recovery must be in (0, 1], got {recovery!r}")
-    if isinstance(max_rounds, bool) or not isinstance(max_rounds, int) or max_rounds < 1:
-        raise ValueError(f"max_rounds must be an int >= 1, got {max_rounds!r}")
+    require_int_at_least("max_rounds", max_rounds, 1)
     if not 0.0 <= latency[0] <= latency[1] < period / 4:
         raise ValueError(f"latency must be (low, high) with 0 <= low <= high < period / 4, "
                          f"got {latency!r}")

@@ -35,6 +35,7 @@ import numpy as np
 import simpy
 from matplotlib.figure import Figure
 
+from patterns._validation import require_int_at_least, require_unit_interval
 from patterns.consistency.idempotency import (
     ContentKeyGenerator,
     Execute,
@@ -152,12 +153,6 @@ class PaymentResult:
         return sum(1 for c in self.charges if c == 0)
 
 
-def _check_probability(name: str, value: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
-        raise ValueError(f"{name} must be within [0, 1], got {value!r}")
-    return float(value)
-
-
 def run_payments(
     *,
     mode: str = "reserve",
@@ -184,10 +179,9 @@ def run_payments(
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     for name, value in (("loss", loss), ("redelivery", redelivery), ("crash", crash)):
-        _check_probability(name, value)
+        require_unit_interval(name, value)
     for name, count in (("orders", orders), ("attempts", attempts), ("workers", workers)):
-        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-            raise ValueError(f"{name} must be an int >= 1, got {count!r}")
+        require_int_at_least(name, count, 1)
     env = simpy.Environment()
     clock = SimClock(env)
     streams = RandomStreams(seed)

@@ -29,6 +29,11 @@ from dataclasses import dataclass, field
 import numpy as np
 from matplotlib.figure import Figure
 
+from patterns._validation import (
+    require_finite_non_negative,
+    require_int_at_least,
+    require_unit_interval,
+)
 from patterns.clock import ManualClock
 from patterns.consistency.saga import (
     CompensationFailedError,
@@ -61,18 +66,6 @@ from simulations.kit.widgets import Explorer, float_slider, int_slider
 STEPS: tuple[str, ...] = ("reserve", "charge", "ship", "notify")
 STEP_TIME = 0.2
 """Seconds one action or compensation takes."""
-
-
-def _require_rate(name: str, value: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
-        raise ValueError(f"{name} must be within [0, 1], got {value!r}")
-    return float(value)
-
-
-def _require_count(name: str, value: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be an int >= 1, got {value!r}")
-    return value
 
 
 # ============================================================================ sagas
@@ -159,9 +152,9 @@ def run_sagas(orders: int = 40, failure_rate: float = 0.1, *,
     """Run ``orders`` sagas through the real orchestrator; each step after the first
     fails with ``failure_rate``; each compensation attempt fails with
     ``compensation_flakiness`` and is retried (up to 8 attempts, exponential back-off)."""
-    _require_count("orders", orders)
-    _require_rate("failure_rate", failure_rate)
-    _require_rate("compensation_flakiness", compensation_flakiness)
+    require_int_at_least("orders", orders, 1)
+    require_unit_interval("failure_rate", failure_rate)
+    require_unit_interval("compensation_flakiness", compensation_flakiness)
     streams = RandomStreams(seed)
     rng = streams.stream("faults")
     arrivals = streams.stream("arrivals")
@@ -307,11 +300,10 @@ def run_blocking(transactions: int = 200, crash_rate: float = 0.1, downtime: flo
     """Two-phase commits; the coordinator crashes after logging with ``crash_rate`` and
     recovers ``downtime`` seconds later. Returns the longest lock-holding time per
     transaction (seconds participants stayed prepared)."""
-    _require_count("transactions", transactions)
-    _require_rate("crash_rate", crash_rate)
-    if isinstance(downtime, bool) or not isinstance(downtime, int | float) or downtime < 0:
-        raise ValueError(f"downtime must be a number >= 0, got {downtime!r}")
-    _require_count("participants", participants)
+    require_int_at_least("transactions", transactions, 1)
+    require_unit_interval("crash_rate", crash_rate)
+    require_finite_non_negative("downtime", downtime)
+    require_int_at_least("participants", participants, 1)
     rng = RandomStreams(seed).stream("crashes")
     blocked = []
     crashed = []
@@ -534,7 +526,7 @@ class _Flaky(LockingParticipant):
 def compare_commit_pitfall(transactions: int = 200, commit_failure_rate: float = 0.1, *,
                            seed: int = 1) -> dict[str, dict[str, int]]:
     """Transactions reported committed while a participant never committed (still locked)."""
-    _require_rate("commit_failure_rate", commit_failure_rate)
+    require_unit_interval("commit_failure_rate", commit_failure_rate)
     out: dict[str, dict[str, int]] = {}
     for which in ("guide", "fixed"):
         rng = RandomStreams(seed).stream("commit")

@@ -38,6 +38,11 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
+from patterns._validation import (
+    require_finite_positive,
+    require_int_at_least,
+    require_unit_interval,
+)
 from patterns.resilience.timeout import (
     CancellationToken,
     DeadlineExceededError,
@@ -81,27 +86,6 @@ POLL_INTERVAL = 0.010
 
 TOKIO_BLOCKING_THREADS = 512
 """tokio's default ``max_blocking_threads``: the pool ``spawn_blocking`` runs on."""
-
-
-def _check_int(name: str, value: int, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {value!r} ({type(value).__name__})")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
-    return value
-
-
-def _check_positive(name: str, value: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0 \
-            or math.isinf(value):
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-    return float(value)
-
-
-def _check_fraction(name: str, value: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
-        raise ValueError(f"{name} must be within [0, 1], got {value!r}")
-    return float(value)
 
 
 # ============================================================================ the guide
@@ -447,7 +431,7 @@ def _covered_sorted(points: np.ndarray, start: np.ndarray, end: np.ndarray) -> n
 
 def service_distribution(median: float, tail: float) -> LogNormal:
     """Log-normal service times with the given median (s) and ``p99 / median`` ratio."""
-    _check_positive("median", median)
+    require_finite_positive("median", median)
     if isinstance(tail, bool) or not isinstance(tail, int | float) or not tail >= 1 \
             or math.isinf(tail):
         raise ValueError(f"tail must be a finite number >= 1 (p99 / median), got {tail!r}")
@@ -483,10 +467,10 @@ def run_overload(
     """
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
-    _check_positive("load", load)
-    _check_positive("timeout", timeout)
-    _check_int("workers", workers, 1)
-    _check_positive("horizon", horizon)
+    require_finite_positive("load", load)
+    require_finite_positive("timeout", timeout)
+    require_int_at_least("workers", workers, 1)
+    require_finite_positive("horizon", horizon)
     warmup = horizon / 6 if warmup is None else float(warmup)
     if not 0 <= warmup < horizon:
         raise ValueError(f"warmup must be within [0, horizon={horizon!r}), got {warmup!r}")
@@ -856,10 +840,10 @@ def run_poll_leak(
     """
     if variant not in ("guide", "token"):
         raise ValueError(f"variant must be 'guide' or 'token', got {variant!r}")
-    _check_positive("rate", rate)
-    _check_positive("horizon", horizon)
-    _check_fraction("disconnect_probability", disconnect_probability)
-    _check_int("pool_size", pool_size, 1)
+    require_finite_positive("rate", rate)
+    require_finite_positive("horizon", horizon)
+    require_unit_interval("disconnect_probability", disconnect_probability)
+    require_int_at_least("pool_size", pool_size, 1)
     dist = service_distribution(median, tail)
     streams = RandomStreams(seed)
     arrivals = poisson_arrivals(rate, horizon, streams.numpy("arrivals"))
@@ -1061,10 +1045,10 @@ def run_fanout(
     """
     if variant not in FANOUT_VARIANTS:
         raise ValueError(f"variant must be one of {FANOUT_VARIANTS}, got {variant!r}")
-    _check_int("fanout", fanout, 1)
-    _check_int("trees", trees, 1)
-    _check_positive("timeout", timeout)
-    _check_positive("check_interval", check_interval)
+    require_int_at_least("fanout", fanout, 1)
+    require_int_at_least("trees", trees, 1)
+    require_finite_positive("timeout", timeout)
+    require_finite_positive("check_interval", check_interval)
     dist = service_distribution(median, tail)
     # work[tree, child] for children, work[tree, fanout + child * fanout + k] below them
     work = RandomStreams(seed).numpy("work").lognormal(

@@ -12,17 +12,14 @@ from typing import Any
 import numpy as np
 import simpy
 
-
-def _check_rate(name: str, value: float) -> None:
-    if not value >= 0 or np.isinf(value):
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+from patterns._validation import require_finite_non_negative
 
 
 def poisson_arrivals(
     rate: float, horizon: float, rng: np.random.Generator, *, start: float = 0.0
 ) -> np.ndarray:
     """Arrival times of a Poisson process of ``rate`` per second in ``[start, horizon)``."""
-    _check_rate("rate", rate)
+    require_finite_non_negative("rate", rate)
     if horizon < start:
         raise ValueError(f"horizon must be >= start ({start!r}), got {horizon!r}")
     if rate == 0 or horizon == start:
@@ -46,8 +43,8 @@ def bursty_arrivals(
     alternate, with exponentially distributed lengths of mean ``mean_calm`` and
     ``mean_burst`` seconds. The long-run rate is the time-weighted mean of the two.
     """
-    _check_rate("base_rate", base_rate)
-    _check_rate("burst_rate", burst_rate)
+    require_finite_non_negative("base_rate", base_rate)
+    require_finite_non_negative("burst_rate", burst_rate)
     for name, value in (("mean_calm", mean_calm), ("mean_burst", mean_burst)):
         if not value > 0:
             raise ValueError(f"{name} must be > 0, got {value!r}")

@@ -188,7 +188,7 @@ def test_runs_are_deterministic_per_seed() -> None:
 
 
 @pytest.mark.parametrize(("kwargs", "needle"), [
-    ({"loss": 1.0}, "loss"),
+    ({"loss": 1.5}, "loss"),
     ({"churn": -0.1}, "churn"),
     ({"topology": "star"}, "topology"),
     ({"mode": "shout"}, "shout"),

@@ -69,7 +69,7 @@ def test_bad_parameters_are_refused_with_their_value() -> None:
         run_payments(mode="fast")
     with pytest.raises(ValueError, match=r"loss must be within \[0, 1\], got 1.5"):
         run_payments(loss=1.5)
-    with pytest.raises(ValueError, match="attempts must be an int >= 1, got 0"):
+    with pytest.raises(ValueError, match="attempts must be >= 1, got 0"):
         run_payments(attempts=0)
 
 

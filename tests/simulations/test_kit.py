@@ -82,7 +82,7 @@ def test_poisson_arrivals_match_their_rate() -> None:
     assert abs(len(times) - 10_000) < 400
     gaps = np.diff(times)
     assert abs(gaps.mean() - 0.01) < 0.0005
-    with pytest.raises(ValueError, match="rate must be a finite number >= 0, got -1"):
+    with pytest.raises(ValueError, match="rate must be >= 0, got -1"):
         poisson_arrivals(-1, 1.0, np.random.default_rng(1))
 
 

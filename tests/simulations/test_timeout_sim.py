@@ -187,7 +187,7 @@ def test_latency_of_successes_stays_under_the_timeout() -> None:
 def test_overload_parameters_are_checked_by_name() -> None:
     with pytest.raises(ValueError, match=r"variant must be one of .* got 'drop'"):
         run_overload("drop")
-    with pytest.raises(ValueError, match="load must be a finite number > 0, got 0"):
+    with pytest.raises(ValueError, match="load must be > 0, got 0"):
         run_overload("cancel", load=0)
     with pytest.raises(ValueError, match="workers must be >= 1, got 0"):
         run_overload("cancel", workers=0)
@@ -197,7 +197,7 @@ def test_overload_parameters_are_checked_by_name() -> None:
         run_overload("cancel", tail=0.5)
     with pytest.raises(ValueError, match=r"warmup must be within \[0, horizon=10"):
         run_overload("cancel", horizon=10.0, warmup=10.0)
-    with pytest.raises(ValueError, match="timeout must be a finite number > 0, got -1"):
+    with pytest.raises(ValueError, match="timeout must be > 0, got -1"):
         run_overload("cancel", timeout=-1)
 
 
