@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import sys
 import threading
 from collections import deque
 from collections.abc import Sequence
@@ -313,6 +314,24 @@ def test_or_set_removes_and_concurrent_adds_converge_everywhere() -> None:
     assert {frozenset(node.state.value) for node in nodes.values()} == {frozenset({"x"})}
 
 
+def test_publish_receive_and_tick_take_the_nodes_lock() -> None:
+    # CPython 3.11 rarely switches threads inside a merge, so the hammering test below
+    # passes even without the lock; this one fails if any entry point stops taking it.
+    nodes = complete(["a", "b"], make=PNCounter)
+    message = nodes["b"].tick()[0].message
+    node = nodes["a"]
+    calls = {"publish": lambda: node.publish(PNCounter("a").increment(1)),
+             "receive": lambda: node.receive(message), "tick": node.tick}
+    for name, call in calls.items():
+        worker = threading.Thread(target=call)
+        with node._lock:
+            worker.start()
+            worker.join(timeout=0.1)
+            assert worker.is_alive(), f"{name} ran without the node's lock"
+        worker.join(timeout=5)
+        assert not worker.is_alive()
+
+
 def test_concurrent_threads_lose_no_update() -> None:
     names = [f"n{i}" for i in range(6)]
     nodes = complete(names, GossipConfig(mode=Mode.PUSH_PULL, fanout=2), make=PNCounter)
@@ -329,10 +348,15 @@ def test_concurrent_threads_lose_no_update() -> None:
 
     for name in names:
         threads.append(threading.Thread(target=worker, args=(name,)))
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible: races show up
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(previous)
     for _ in range(20):
         full_round(nodes)
     expected_per_node = sum(2 if step % 3 else -1 for step in range(per_thread))
