@@ -389,3 +389,19 @@ def test_simpy_producer_waits_in_simulated_time() -> None:
     assert accepted_at == [0.0, 0.0, 0.0, 1.0, 2.0]
     assert [s[1] for s in served] == [0, 1, 2, 3, 4]
     assert served[-1][0] == 5.0
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_offer_and_poll_decide_under_the_buffers_lock(strategy: OverflowStrategy) -> None:
+    # CPython 3.11 rarely switches threads inside offer(), so the hammering test above
+    # passes even without the lock; this one fails if offer or poll stops taking it.
+    buffer = make(strategy, 4)
+    buffer.offer(1)
+    for name, call in (("offer", lambda: buffer.offer(2)), ("poll", buffer.poll)):
+        worker = threading.Thread(target=call)
+        with buffer._lock:
+            worker.start()
+            worker.join(timeout=0.1)
+            assert worker.is_alive(), f"{name} ran without the buffer's lock"
+        worker.join(timeout=5)
+        assert not worker.is_alive()
