@@ -455,6 +455,22 @@ def test_batcher_is_thread_safe() -> None:
     assert all(len(batch) == 7 for batch in out)
 
 
+def test_batcher_decides_under_its_lock() -> None:
+    # CPython 3.11 rarely switches threads inside add(), so the hammering test above
+    # passes even without the lock; this one fails if add, poll or flush stops taking it.
+    batcher: Batcher[int] = Batcher(7, clock=ManualClock())
+    batcher.add(1)
+    for name, call in (("add", lambda: batcher.add(2)), ("poll", batcher.poll),
+                       ("flush", batcher.flush)):
+        worker = threading.Thread(target=call)
+        with batcher._lock:
+            worker.start()
+            worker.join(timeout=0.1)
+            assert worker.is_alive(), f"{name} ran without the batcher's lock"
+        worker.join(timeout=5)
+        assert not worker.is_alive()
+
+
 def test_blocking_driver_batches_a_queue() -> None:
     source: queue.Queue[Any] = queue.Queue()
     for i in range(7):
