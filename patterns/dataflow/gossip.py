@@ -651,3 +651,23 @@ class LocalAsyncNetwork(Generic[S]):
         """Wait until no message is in flight."""
         while self._pending:
             await asyncio.gather(*list(self._pending), return_exceptions=True)
+
+    async def run_until(self, done: Callable[[], object], *, timeout: float,
+                        check_every: float = 0.005) -> bool:
+        """Start every node's rounds, wait until ``done()`` is true or ``timeout`` seconds
+        have passed, then stop them and let the messages in flight land. Returns whether
+        ``done()`` held."""
+        require_positive("timeout", timeout)
+        require_positive("check_every", check_every)
+        for driver in self.drivers.values():
+            driver.start()
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + timeout
+        try:
+            while not done() and loop.time() < give_up:
+                await asyncio.sleep(check_every)
+        finally:
+            for driver in self.drivers.values():
+                await driver.stop()
+            await self.quiesce()
+        return bool(done())

@@ -6,6 +6,7 @@ import asyncio
 import random
 import sys
 import threading
+import time
 from collections import deque
 from collections.abc import Sequence
 
@@ -367,30 +368,39 @@ def test_concurrent_threads_lose_no_update() -> None:
 
 
 def test_asyncio_driver_converges_over_a_lossy_local_network() -> None:
-    async def scenario() -> list[frozenset[str]]:
+    expected = frozenset({"from n0", "from n5", "from n9"})
+
+    async def scenario() -> tuple[bool, list[frozenset[str]], int]:
         network: LocalAsyncNetwork[GSet[str]] = LocalAsyncNetwork(
             latency=0.001, loss=0.2, rng=random.Random(3))
         names = [f"n{i}" for i in range(12)]
         nodes = complete(names)
-        drivers = [network.add(node, interval=0.005) for node in nodes.values()]
+        for node in nodes.values():
+            network.add(node, interval=0.005)
         for index in (0, 5, 9):
             name = names[index]
             nodes[name].publish(GSet[str](name, {f"from {name}"}))
-        for driver in drivers:
-            driver.start()
-        expected = frozenset({"from n0", "from n5", "from n9"})
-        for _ in range(400):
-            if all(node.state.value == expected for node in nodes.values()):
-                break
-            await asyncio.sleep(0.005)
-        for driver in drivers:
-            await driver.stop()
-        await network.quiesce()
-        assert network.lost > 0
-        return [node.state.value for node in nodes.values()]
+        agreed = await network.run_until(
+            lambda: all(node.state.value == expected for node in nodes.values()), timeout=2.0)
+        assert not any(driver._task for driver in network.drivers.values())  # all stopped
+        return agreed, [node.state.value for node in nodes.values()], network.lost
 
-    values = asyncio.run(scenario())
-    assert set(values) == {frozenset({"from n0", "from n5", "from n9"})}
+    agreed, values, lost = asyncio.run(scenario())
+    assert agreed
+    assert set(values) == {expected}
+    assert lost > 0
+
+
+def test_run_until_gives_up_after_its_timeout() -> None:
+    async def scenario() -> bool:
+        network: LocalAsyncNetwork[GSet[str]] = LocalAsyncNetwork(loss=0.0)
+        for node in complete(["a", "b"]).values():
+            network.add(node, interval=0.01)
+        return await network.run_until(lambda: False, timeout=0.05)
+
+    started = time.monotonic()
+    assert asyncio.run(scenario()) is False
+    assert time.monotonic() - started < 1.0
 
 
 def test_a_failing_transport_is_logged_not_raised(caplog: pytest.LogCaptureFixture) -> None:
