@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gc
+import os
+import sqlite3
 import threading
 from pathlib import Path
 
@@ -63,3 +66,83 @@ def test_a_file_is_required() -> None:
         SQLiteDatabase(":memory:")
     with pytest.raises(ValueError, match="busy_timeout must be > 0, got 0"):
         SQLiteDatabase("x.sqlite", busy_timeout=0)
+
+
+def _open_descriptors() -> int | None:
+    try:
+        return len(os.listdir("/proc/self/fd"))
+    except OSError:  # no /proc: count the connections only
+        return None
+
+
+def test_connections_of_finished_threads_are_released(tmp_path: Path) -> None:
+    # A thread-per-request service: 1000 short threads, each using the database once.
+    db = SQLiteDatabase(tmp_path / "requests.sqlite")
+    db.executescript("CREATE TABLE hits (n INTEGER)")
+    before = _open_descriptors()
+    errors: list[BaseException] = []
+
+    def request(n: int) -> None:
+        try:
+            with db.transaction() as connection:
+                connection.execute("INSERT INTO hits VALUES (?)", (n,))
+        except BaseException as error:  # pragma: no cover - reported below
+            errors.append(error)
+
+    for batch in range(50):
+        threads = [threading.Thread(target=request, args=(batch * 20 + i,))
+                   for i in range(20)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+            assert not thread.is_alive()
+    assert errors == []
+    assert db.connection().execute("SELECT COUNT(*) FROM hits").fetchone() == (1000,)
+    after = _open_descriptors()
+    if before is not None and after is not None:
+        # SQLite keeps the file descriptor of a connection closed while another one of
+        # the process holds a lock on the file, and reuses it for the next open: a few
+        # per concurrent thread at most, not one per thread that ever ran (2000 here).
+        assert after - before <= 50, (before, after)
+    # Only this (main) thread's connection is left: the others went with their threads.
+    assert db.open_connections == 1
+    db.close()
+    assert db.open_connections == 0
+
+
+def test_close_still_closes_the_connections_of_running_threads(tmp_path: Path) -> None:
+    db = SQLiteDatabase(tmp_path / "running.sqlite")
+    db.executescript("CREATE TABLE t (x INTEGER)")
+    opened = threading.Barrier(5)
+    done = threading.Event()
+    connections: list[sqlite3.Connection] = []
+
+    def worker() -> None:
+        connections.append(db.connection())
+        opened.wait(timeout=10)
+        done.wait(timeout=10)
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    opened.wait(timeout=10)
+    assert db.open_connections == 5  # four workers and this thread
+    db.close()
+    assert db.open_connections == 0
+    for connection in connections:
+        with pytest.raises(sqlite3.ProgrammingError, match="closed"):
+            connection.execute("SELECT 1")
+    done.set()
+    for thread in threads:
+        thread.join(timeout=10)
+    assert db.open_connections == 0
+
+
+def test_a_dropped_database_closes_its_connections(tmp_path: Path) -> None:
+    db = SQLiteDatabase(tmp_path / "dropped.sqlite")
+    connection = db.connection()
+    del db
+    gc.collect()
+    with pytest.raises(sqlite3.ProgrammingError, match="closed"):
+        connection.execute("SELECT 1")
