@@ -9,9 +9,16 @@ marks the entry (it is skipped when due, and the heap is compacted when most of 
 cancelled, so cancelled timers do not pile up).
 
 Callbacks run *on the timer thread*, one after another: keep them short (set an event,
-cancel a token, wake a waiter). A callback that raises is logged and the thread goes on.
-The shared instance (:func:`shared_timer_thread`) starts on first use and is re-created
-in a child after ``fork``.
+cancel a token, wake a waiter). A callback that raises, even a :class:`BaseException`
+such as ``OperationCancelled`` or ``SystemExit``, is logged and the thread goes on: one
+bad entry must never stop every deadline of the process.
+
+Any finite delay is accepted, however large (``1e10`` s, ``1.7e308`` s): the thread never
+asks the operating system for more than :data:`MAX_WAIT` seconds at a time
+(``threading.Condition.wait`` raises :class:`OverflowError` beyond
+``threading.TIMEOUT_MAX``, about 292 years), and wakes to look again. The shared instance
+(:func:`shared_timer_thread`) starts on first use and is re-created in a child after
+``fork``.
 """
 
 from __future__ import annotations
@@ -23,12 +30,22 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from typing import Final
 
 from patterns._validation import require_finite_non_negative
 
-__all__ = ["TimerHandle", "TimerThread", "shared_timer_thread"]
+__all__ = ["MAX_WAIT", "TimerHandle", "TimerThread", "shared_timer_thread"]
 
 _log = logging.getLogger(__name__)
+
+MAX_WAIT: Final = min(threading.TIMEOUT_MAX, 3600.0)
+"""The longest single wait the timer thread asks of the OS, in seconds (an hour).
+
+Longer delays are waited in steps of this length. Every blocking wait of the library
+(``Condition.wait``, ``Event.wait``, ``time.sleep``, ``Lock.acquire(timeout=)``) is capped
+the same way, since all of them raise :class:`OverflowError` above
+``threading.TIMEOUT_MAX``.
+"""
 
 
 class TimerHandle:
@@ -51,6 +68,8 @@ class TimerThread:
     """Runs callbacks at their due times (``time.monotonic``) from one daemon thread."""
 
     def __init__(self, name: str = "patterns-timers") -> None:
+        if not isinstance(name, str):
+            raise TypeError(f"name must be a str, got {name!r} ({type(name).__name__})")
         self.name = name
         self._condition = threading.Condition(threading.Lock())
         self._heap: list[tuple[float, int, TimerHandle]] = []
@@ -59,7 +78,10 @@ class TimerThread:
         self._thread: threading.Thread | None = None
 
     def schedule(self, delay: float, callback: Callable[[], object]) -> TimerHandle:
-        """Run ``callback()`` on the timer thread ``delay`` seconds from now."""
+        """Run ``callback()`` on the timer thread ``delay`` seconds from now.
+
+        ``delay`` is any finite number of seconds >= 0 (a huge one simply never comes).
+        """
         require_finite_non_negative("delay", delay)
         if not callable(callback):
             raise TypeError(f"callback must be callable, got {callback!r}")
@@ -108,7 +130,7 @@ class TimerThread:
                         continue
                     wait = due - time.monotonic()
                     if wait > 0:
-                        condition.wait(wait)
+                        condition.wait(wait if wait < MAX_WAIT else MAX_WAIT)
                         heap = self._heap
                         continue
                     heapq.heappop(heap)
@@ -116,8 +138,9 @@ class TimerThread:
                     break
             try:
                 callback()
-            except Exception:
+            except BaseException:  # this thread serves every deadline: it must go on
                 _log.exception("timer callback %r failed", callback)
+            callback = _ran  # drop the reference while waiting for the next one
 
 
 def _ran() -> None:  # marks a handle whose callback has run

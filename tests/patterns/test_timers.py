@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 
@@ -131,3 +132,78 @@ def test_a_timeout_policy_still_cancels_a_blocking_call_on_time() -> None:
     with pytest.raises(TimeoutError):
         policy.call(slow)
     assert time.monotonic() - started < 1.0
+
+
+# --------------------------------------------------------------------------- issue 11: time
+
+
+@pytest.mark.parametrize("huge", [1e10, 1e15, 1.7e308])
+def test_a_huge_delay_does_not_kill_the_thread(huge: float) -> None:
+    # Condition.wait(1e10) raises OverflowError (above threading.TIMEOUT_MAX): it used to
+    # escape the thread's loop and end it, and no timer of the process fired again.
+    timers = TimerThread()
+    far = timers.schedule(huge, lambda: None)
+    time.sleep(0.05)  # let the thread start waiting for the far one
+    fired = threading.Event()
+    timers.schedule(0.01, fired.set)
+    assert fired.wait(2)
+    assert timers._thread is not None
+    assert timers._thread.is_alive()
+    far.cancel()
+
+
+def test_a_huge_token_deadline_does_not_stop_the_other_deadlines() -> None:
+    # The issue's case, through the shared thread: one CancellationToken(timeout=1e10)
+    # armed, then a short deadline must still fire on time.
+    far = CancellationToken(timeout=1e10)
+    far_timer = DeadlineTimer(far).start()
+    time.sleep(0.05)
+    near = CancellationToken(timeout=0.02)
+    fired = threading.Event()
+    near.on_cancel(fired.set)  # runs only if the timer thread cancels the token
+    near_timer = DeadlineTimer(near).start()
+    try:
+        assert fired.wait(2.0)
+        assert isinstance(near.reason, TimeoutError)
+        assert not far.is_cancelled
+    finally:
+        far_timer.cancel()
+        near_timer.cancel()
+
+
+def test_a_callback_raising_a_base_exception_does_not_kill_the_thread(
+        caplog: pytest.LogCaptureFixture) -> None:
+    # OperationCancelled is a BaseException: a cancel callback that lets it out (or a
+    # SystemExit) must not end the thread that runs every deadline of the process.
+    from patterns.resilience.timeout import OperationCancelled
+
+    timers = TimerThread()
+    after = threading.Event()
+
+    def stop() -> None:
+        raise OperationCancelled("from a callback")
+
+    def leave() -> None:
+        raise SystemExit(3)
+
+    timers.schedule(0.0, stop)
+    timers.schedule(0.005, leave)
+    timers.schedule(0.02, after.set)
+    assert after.wait(2)
+    assert timers._thread is not None
+    assert timers._thread.is_alive()
+    assert caplog.text.count("failed") >= 2
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf, -1.0, True, "1", None])
+def test_schedule_refuses_bad_delays_at_the_boundary(bad: object) -> None:
+    timers = TimerThread()
+    with pytest.raises((ValueError, TypeError), match="delay"):
+        timers.schedule(bad, lambda: None)  # type: ignore[arg-type]
+    assert timers.pending == 0
+    assert timers._thread is None  # nothing started for a refused timer
+
+
+def test_timer_thread_name_must_be_a_str() -> None:
+    with pytest.raises(TypeError, match="name"):
+        TimerThread(name=3)  # type: ignore[arg-type]
