@@ -527,3 +527,269 @@ def test_an_effect_that_outlives_its_lease_is_run_again_and_its_record_refused()
     assert runs == ["outer", "heir"]
     assert handler.handle("r", lambda _: "never", key="k") == "heir"
     assert sum(isinstance(e, EffectStarted) and e.taken_over for e in events) == 1
+
+
+# =========================================================================== issue 11:
+# an effect that ran never runs again, whatever happens to its response
+
+
+def _stores(tmp_path: Path, clock: ManualClock) -> dict[str, Any]:
+    return {"memory": InMemoryIdempotencyStore(clock=clock),
+            "sqlite": SQLiteIdempotencyStore(SQLiteDatabase(tmp_path / "u.sqlite"),
+                                             clock=clock)}
+
+
+class _Unencodable:
+    pass
+
+
+@pytest.mark.parametrize("backend", ["memory", "sqlite"])
+@pytest.mark.parametrize(
+    ("response", "options"),
+    [
+        (_Unencodable(), {}),  # not JSON
+        ({"name": "caf\udce9"}, {}),  # a lone surrogate (bytes decoded with surrogateescape)
+        (float("nan"), {"decode": lambda text: json.loads(text, parse_constant=int)}),
+        ("ok", {"encode": lambda value: b"ok"}),  # encode returns bytes
+    ],
+    ids=["not-json", "lone-surrogate", "does-not-decode", "encode-not-str"],
+)
+def test_an_unrecordable_response_never_runs_the_effect_twice(
+        backend: str, response: Any, options: dict[str, Any], tmp_path: Path) -> None:
+    from patterns.consistency.idempotency import ResponseNotRecorded, ResponseNotRecordedError
+
+    clock = ManualClock()
+    store = _stores(tmp_path, clock)[backend]
+    handler = IdempotencyHandler(store, lease=10.0, clock=clock, sleep=clock.sleep, **options)
+    events: list[IdempotencyEvent] = []
+    handler.listeners.add(events.append)
+    runs: list[int] = []
+
+    def charge(_: object) -> Any:
+        runs.append(1)
+        return response
+
+    with pytest.raises(ResponseNotRecordedError, match="'pay-1'") as first:
+        handler.handle("r", charge, key="pay-1")
+    assert first.value.response is response  # the first caller still has its result
+    assert first.value.key == "pay-1"
+    assert any(isinstance(e, ResponseNotRecorded) for e in events)
+    record = store.get("pay-1")
+    assert record is not None
+    assert record.state is RecordState.COMPLETED_UNRECORDED
+    clock.advance(60.0)  # well past the lease: a crashed owner's key would be taken over
+    for _ in range(3):
+        with pytest.raises(ResponseNotRecordedError, match=r"'pay-1'.*ran"):
+            handler.handle("r", charge, key="pay-1")
+    assert runs == [1]
+
+
+def test_a_store_that_refuses_the_response_still_never_runs_the_effect_twice() -> None:
+    from patterns.consistency.idempotency import ResponseNotRecordedError
+
+    class TooBig(InMemoryIdempotencyStore):
+        def complete(self, key: str, token: str, response: str, *, ttl: float) -> None:
+            raise RuntimeError("string or blob too big")
+
+    clock = ManualClock()
+    handler = IdempotencyHandler(TooBig(clock=clock), lease=5.0, clock=clock,
+                                 sleep=clock.sleep)
+    runs: list[int] = []
+    with pytest.raises(ResponseNotRecordedError, match="too big"):
+        handler.handle("r", lambda _: runs.append(1) or "x" * 100, key="k")
+    clock.advance(10.0)
+    with pytest.raises(ResponseNotRecordedError):
+        handler.handle("r", lambda _: runs.append(1) or "x", key="k")
+    assert runs == [1]
+
+
+def test_a_recorded_error_whose_text_cannot_be_stored_is_still_recorded(
+        tmp_path: Path) -> None:
+    class DeclinedError(Exception):
+        pass
+
+    class UnprintableError(DeclinedError):
+        def __str__(self) -> str:
+            raise RuntimeError("no str")
+
+    clock = ManualClock()
+    store = SQLiteIdempotencyStore(SQLiteDatabase(tmp_path / "f.sqlite"), clock=clock)
+    handler = IdempotencyHandler(store, lease=5.0, record_errors=(DeclinedError,),
+                                 clock=clock, sleep=clock.sleep)
+    runs: list[str] = []
+
+    def decline(request: str) -> None:
+        runs.append(request)
+        if request == "surrogate":
+            raise DeclinedError("card holder caf\udce9")
+        raise UnprintableError()
+
+    for request in ("surrogate", "unprintable"):
+        with pytest.raises(DeclinedError):
+            handler.handle(request, decline, key=request)
+        clock.advance(10.0)
+        with pytest.raises(RequestFailedError, match=r"DeclinedError|UnprintableError"):
+            handler.handle(request, decline, key=request)
+    assert runs == ["surrogate", "unprintable"]
+
+
+def test_out_of_range_ttls_and_leases_are_refused_before_any_effect() -> None:
+    for name in ("ttl", "lease", "poll_interval"):
+        with pytest.raises(ValueError, match=f"{name} must be at most .*got 10000000000000.0"):
+            IdempotencyHandler(InMemoryIdempotencyStore(), **{name: 1e13})
+    store = InMemoryIdempotencyStore()
+    with pytest.raises(ValueError, match="ttl must be at most"):
+        store.complete("k", "t", "r", ttl=1e300)
+    with pytest.raises(ValueError, match="lease must be at most"):
+        store.reserve("k", "fp", lease=1e300)
+    assert store.get("k") is None
+
+
+def test_the_asyncio_driver_takes_a_plain_function_once() -> None:
+    # A sync effect passed to ahandle has already run when its result is awaited: the
+    # await must not turn it into a "failed, release the key, run it again".
+    handler, _, _ = make_handler()
+    runs: list[int] = []
+
+    def charge(request: int) -> int:
+        runs.append(request)
+        return request * 2
+
+    async def main() -> list[Any]:
+        return [await handler.ahandle(21, charge, key="k") for _ in range(3)]  # type: ignore[arg-type]
+
+    assert asyncio.run(main()) == [42, 42, 42]
+    assert runs == [21]
+
+
+def test_the_simpy_driver_takes_a_plain_function_once() -> None:
+    env = simpy.Environment()
+    handler, _, _ = make_handler()
+    runs: list[str] = []
+    answers: list[Any] = []
+
+    def charge(request: str) -> str:
+        runs.append(request)
+        return request.upper()
+
+    def client() -> Generator[Any, Any, None]:
+        for _ in range(3):
+            answer = yield from handler.simpy_handle(env, "pay", charge, key="k")  # type: ignore[arg-type]
+            answers.append(answer)
+
+    env.process(client())
+    env.run()
+    assert answers == ["PAY"] * 3
+    assert runs == ["pay"]
+
+
+def test_the_blocking_driver_refuses_coroutines_and_generators_and_frees_the_key() -> None:
+    handler, _, _ = make_handler()
+
+    async def async_effect(_: object) -> str:
+        return "never"
+
+    with pytest.raises(TypeError, match=r"coroutine function.*ahandle"):
+        handler.handle("r", async_effect, key="k")
+    with pytest.raises(TypeError, match="effect must be callable, got 5"):
+        handler.handle("r", 5, key="k")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="returned a coroutine"):
+        handler.handle("r", lambda request: async_effect(request), key="k")
+    with pytest.raises(TypeError, match="returned a generator"):
+        handler.handle("r", lambda request: (x for x in [request]), key="k")
+    assert handler.store.get("k") is None  # nothing ran: the key is free
+    assert handler.handle("r", lambda _: "ran", key="k") == "ran"
+
+
+def test_a_waiting_duplicate_never_sleeps_past_its_wait_timeout() -> None:
+    handler, clock, _ = make_handler(lease=100.0, poll_interval=10.0, wait_timeout=1.0)
+    handler.begin("r", "k")
+    with pytest.raises(RequestInProgressError, match="waited 1 s"):
+        handler.handle("r", lambda _: "x", key="k")
+    assert clock.slept == [1.0]
+
+
+def test_huge_and_infinite_wait_timeouts_wait_without_overflowing() -> None:
+    for wait_timeout in (1e10, float("inf")):
+        handler, clock, _ = make_handler(lease=1.0, poll_interval=0.25,
+                                         wait_timeout=wait_timeout)
+        handler.begin("r", "k")  # a crashed owner: the waiter takes over after the lease
+        assert handler.handle("r", lambda _: "mine", key="k") == "mine"
+        assert clock.now() == pytest.approx(1.0)
+
+
+# ----------------------------------------------------------- persistent deadlines
+
+
+def test_a_sqlite_store_keeps_its_deadlines_on_the_wall_clock_across_a_reboot(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Boot 1: up for 11 days; a worker reserves a key and dies with the machine.
+    monkeypatch.setattr(time, "monotonic", lambda: 1_000_000.0)
+    monkeypatch.setattr(time, "time", lambda: 1_800_000_000.0)
+    path = tmp_path / "keys.sqlite"
+    with SQLiteDatabase(path) as db:
+        dead = SQLiteIdempotencyStore(db).reserve("k", "fp", lease=30.0)
+        assert dead.acquired
+    # Boot 2, a minute later: the monotonic clock restarted near 0.
+    monkeypatch.setattr(time, "monotonic", lambda: 25.0)
+    monkeypatch.setattr(time, "time", lambda: 1_800_000_060.0)
+    with SQLiteDatabase(path) as db:
+        heir = SQLiteIdempotencyStore(db).reserve("k", "fp", lease=30.0)
+    # The dead owner's 30 s lease ran out 30 s ago, not in 11 days.
+    assert heir.acquired
+    assert heir.taken_over
+
+
+def test_a_sqlite_store_refuses_the_monotonic_clock(tmp_path: Path) -> None:
+    from patterns.clock import MONOTONIC, WALL_CLOCK
+
+    with SQLiteDatabase(tmp_path / "m.sqlite") as db:
+        with pytest.raises(ValueError, match=r"clock must .*wall.*got MonotonicClock\(\)"):
+            SQLiteIdempotencyStore(db, clock=MONOTONIC)
+        assert SQLiteIdempotencyStore(db).clock is WALL_CLOCK
+
+
+def test_deadlines_written_on_the_monotonic_clock_are_carried_over(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A file written by the previous version (monotonic deadlines): its completed
+    # records must not all expire at once on upgrade, or every retry runs again.
+    monkeypatch.setattr(time, "monotonic", lambda: 5_000.0)
+    monkeypatch.setattr(time, "time", lambda: 1_800_000_000.0)
+    with SQLiteDatabase(tmp_path / "old.sqlite") as db:
+        store = SQLiteIdempotencyStore(db, clock=ManualClock(5_000.0))
+        reservation = store.reserve("k", "fp", lease=30.0)
+        assert reservation.token is not None
+        store.complete("k", reservation.token, '"done"', ttl=3600.0)
+        upgraded = SQLiteIdempotencyStore(db)
+        record = upgraded.get("k")
+        assert record is not None
+        assert record.state is RecordState.COMPLETED
+        assert record.expires_at == pytest.approx(1_800_000_000.0 + 3600.0)
+
+
+def test_execute_once_names_ttl_and_replays_a_recorded_failure(tmp_path: Path) -> None:
+    with SQLiteDatabase(tmp_path / "e.sqlite") as db:
+        store = SQLiteIdempotencyStore(db)
+        with pytest.raises(ValueError, match="ttl must be > 0, got -1"):
+            store.execute_once("k", "fp", lambda c: "r", ttl=-1)
+        reservation = store.reserve("k", "fp", lease=30.0)
+        assert reservation.token is not None
+        store.fail("k", reservation.token, "DeclinedError: no", ttl=60.0)
+        with pytest.raises(RequestFailedError, match="DeclinedError: no"):
+            store.execute_once("k", "fp", lambda c: "r", ttl=60.0)
+        with pytest.raises(ValueError, match="effect's response must be encodable"):
+            store.execute_once("k2", "fp", lambda c: "caf\udce9", ttl=60.0)
+        assert store.get("k2") is None
+
+
+def test_a_table_name_that_is_an_sql_keyword_works(tmp_path: Path) -> None:
+    with SQLiteDatabase(tmp_path / "kw.sqlite") as db:
+        store = SQLiteIdempotencyStore(db, table="select")
+        assert store.reserve("k", "fp", lease=1.0).acquired
+
+
+def test_a_lone_surrogate_in_a_request_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match=r"lone surrogate at request\.name"):
+        canonical_encoding({"name": "caf\udce9"})
+    with pytest.raises(ValueError, match="key must be encodable as UTF-8"):
+        InMemoryIdempotencyStore().reserve("caf\udce9", "fp", lease=1.0)

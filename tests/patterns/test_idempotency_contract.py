@@ -208,3 +208,82 @@ def test_many_threads_one_key_exactly_one_reservation(subject: Subject) -> None:
     for thread in threads:
         thread.join()
     assert len(won) == 1
+
+
+def test_an_effect_run_without_a_recordable_response_is_recorded_as_such(
+        subject: Subject) -> None:
+    store = subject.store
+    reservation = store.reserve("k", "fp", lease=LEASE)
+    assert reservation.token is not None
+    store.complete_unrecorded("k", reservation.token, "TypeError: not JSON", ttl=TTL)
+    again = store.reserve("k", "fp", lease=LEASE)
+    assert not again.acquired
+    assert again.record is not None
+    assert again.record.state is RecordState.COMPLETED_UNRECORDED
+    assert again.record.response == "TypeError: not JSON"
+    with pytest.raises(LeaseLostError):  # only the owner, only once
+        store.complete("k", reservation.token, "late", ttl=TTL)
+
+
+@pytest.mark.parametrize("text", ["caf\udce9", "\ud83d"])
+def test_text_no_store_can_keep_is_refused_at_the_boundary(
+        subject: Subject, text: str) -> None:
+    store = subject.store
+    reservation = store.reserve("k", "fp", lease=LEASE)
+    assert reservation.token is not None
+    with pytest.raises(ValueError, match="response must be encodable as UTF-8"):
+        store.complete("k", reservation.token, text, ttl=TTL)
+    with pytest.raises(ValueError, match="error must be encodable as UTF-8"):
+        store.fail("k", reservation.token, text, ttl=TTL)
+    with pytest.raises(ValueError, match="key must be encodable as UTF-8"):
+        store.reserve(text, "fp", lease=LEASE)
+    record = store.get("k")  # nothing changed
+    assert record is not None
+    assert record.state is RecordState.IN_PROGRESS
+    store.complete("k", reservation.token, "caf\u00e9 \U0001f600", ttl=TTL)  # real unicode
+    record = store.get("k")
+    assert record is not None
+    assert record.response == "caf\u00e9 \U0001f600"
+
+
+def test_durations_beyond_what_every_store_can_keep_are_refused(subject: Subject) -> None:
+    store = subject.store
+    with pytest.raises(ValueError, match=r"lease must be at most .* got 1e\+20"):
+        store.reserve("k", "fp", lease=1e20)
+    reservation = store.reserve("k", "fp", lease=LEASE)
+    assert reservation.token is not None
+    with pytest.raises(ValueError, match="ttl must be at most"):
+        store.complete("k", reservation.token, "r", ttl=1e13)
+    store.complete("k", reservation.token, "r", ttl=TTL)  # still the owner: nothing sent
+
+
+def test_a_redis_duplicate_check_is_one_round_trip(redis_server: int) -> None:
+    redis = pytest.importorskip("redis")
+    from patterns.consistency.idempotency.redis_store import RedisIdempotencyStore
+
+    class CountingRedis(redis.Redis):  # type: ignore[misc]
+        commands: list[str]
+
+        def execute_command(self, *args: Any, **options: Any) -> Any:
+            self.commands.append(str(args[0]))
+            return super().execute_command(*args, **options)
+
+    client = CountingRedis(host="127.0.0.1", port=redis_server)
+    client.commands = []
+    store = RedisIdempotencyStore(client, prefix=f"t{next(_prefixes)}:")
+    first = store.reserve("k", "fp", lease=30.0)
+    assert first.token is not None
+    client.commands.clear()
+    duplicate = store.reserve("k", "fp", lease=30.0)  # in progress
+    assert not duplicate.acquired
+    assert len(client.commands) == 1, client.commands
+    store.complete("k", first.token, "r", ttl=30.0)
+    client.commands.clear()
+    replay = store.reserve("k", "fp", lease=30.0)  # completed
+    assert replay.record is not None
+    assert replay.record.response == "r"
+    assert len(client.commands) == 1, client.commands
+    client.commands.clear()
+    assert store.reserve("new", "fp", lease=30.0).acquired  # a first request
+    assert len(client.commands) == 1, client.commands
+    client.close()

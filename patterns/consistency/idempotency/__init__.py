@@ -6,7 +6,9 @@
   :class:`SQLiteIdempotencyStore` and ``redis_store.RedisIdempotencyStore``: a key is
   *reserved* before the work (in progress, completed, failed), with a lease and expiry.
 * :class:`IdempotencyHandler` and :func:`idempotent`: the effect runs once per key and
-  every caller gets the same response; blocking, asyncio and SimPy drivers.
+  every caller gets the same response; blocking, asyncio and SimPy drivers. An effect
+  that ran never runs again, even when its response cannot be recorded
+  (:class:`ResponseNotRecordedError`).
 """
 
 from patterns.consistency.idempotency._handler import (
@@ -21,6 +23,8 @@ from patterns.consistency.idempotency._handler import (
     Replay,
     RequestFailedError,
     RequestInProgressError,
+    ResponseNotRecorded,
+    ResponseNotRecordedError,
     ResponseReplayed,
     Wait,
     idempotent,
@@ -63,6 +67,8 @@ __all__ = [
     "RequestFailedError",
     "RequestInProgressError",
     "Reservation",
+    "ResponseNotRecorded",
+    "ResponseNotRecordedError",
     "ResponseReplayed",
     "SQLiteIdempotencyStore",
     "Wait",

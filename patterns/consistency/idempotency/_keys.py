@@ -29,10 +29,22 @@ def _tag(name: str, value: Any) -> dict[str, Any]:
     return {"$" + name: value}
 
 
+def _text(value: str, path: str) -> str:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise ValueError(f"cannot encode a string with a lone surrogate at {path} "
+                         f"(position {error.start}; it has no UTF-8 encoding): "
+                         f"{value[:40]!r}") from None
+    return value
+
+
 def _canonical(value: Any, path: str) -> Any:
     # Order matters: bool before int, enum before its mixin type.
-    if value is None or isinstance(value, bool | str):
+    if value is None or isinstance(value, bool):
         return value
+    if isinstance(value, str):
+        return _text(value, path)
     if isinstance(value, enum.Enum):
         return _tag("enum", [type(value).__qualname__, _canonical(value.value, path)])
     if isinstance(value, int):
@@ -68,6 +80,7 @@ def _canonical(value: Any, path: str) -> Any:
             if not isinstance(key, str):
                 raise TypeError(f"mapping keys must be str at {path}, got {key!r} "
                                 f"({type(key).__name__})")
+            _text(key, f"{path} (a key)")
             # A user key that starts with "$" is escaped so it can never pose as a tag.
             out["$" + key if key.startswith("$") else key] = _canonical(item, f"{path}.{key}")
         return out
@@ -104,6 +117,9 @@ def fingerprint(value: Any) -> str:
     return hashlib.sha256(canonical_encoding(value)).hexdigest()
 
 
+_MAX_NAMESPACE = 512 - 1 - 64  # "<namespace>:<64 hex digits>" fits a key
+
+
 class ContentKeyGenerator:
     """Keys from the request's content (guide section 5.5, ``ContentBasedKeyGenerator``).
 
@@ -118,8 +134,12 @@ class ContentKeyGenerator:
     def __init__(self, namespace: str) -> None:
         if not isinstance(namespace, str):
             raise TypeError(f"namespace must be a str, got {namespace!r}")
-        if not namespace or ":" in namespace:
+        if not namespace or ":" in namespace or namespace.isspace():
             raise ValueError(f"namespace must be non-empty and contain no ':', got {namespace!r}")
+        _text(namespace, "namespace")
+        if len(namespace) > _MAX_NAMESPACE:
+            raise ValueError(f"namespace must be at most {_MAX_NAMESPACE} characters (a key "
+                             f"is at most 512), got {len(namespace)} characters")
         self.namespace = namespace
 
     def generate_key(self, request: Any) -> str:

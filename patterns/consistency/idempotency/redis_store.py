@@ -3,15 +3,19 @@
 The guide's store writes the *response* with ``SET NX EX`` after the handler has run, so
 the key is claimed only when the work is already done: two concurrent duplicates both
 run it. Here ``SET key <in-progress record> NX PX <lease>`` is the **reservation**, made
-before the work; Redis answers it for exactly one caller. The in-progress record expires
+before the work; Redis answers it for exactly one caller. The reservation is one Lua
+script (:data:`RESERVE_SCRIPT`): it sets the record if the key is free and otherwise
+returns the record that holds it, so a duplicate check is one round trip, not a ``SET``
+then a ``GET``. The in-progress record expires
 with its lease, so a crashed owner's key frees itself; completing (or failing, or
 releasing) is a Lua script that checks the owner token and writes in one step, so an
 owner whose lease passed to another caller cannot overwrite that caller's record.
 
 Expiry is kept by the server (``PX``): the store's records carry ``expires_at = None``
 and :meth:`purge_expired` has nothing to do. The ``redis`` package is imported only by
-:meth:`RedisIdempotencyStore.from_url`; any client with ``set``, ``get`` and
-``register_script`` works.
+:meth:`RedisIdempotencyStore.from_url`; any client with ``get`` and
+``register_script`` works. Leases and TTLs are bounded (``MAX_DURATION``) where they
+are given, so Redis never refuses an expiry after the effect has run.
 """
 
 from __future__ import annotations
@@ -33,7 +37,17 @@ from patterns.consistency.idempotency._store import (
     new_token,
 )
 
-__all__ = ["FINISH_SCRIPT", "RELEASE_SCRIPT", "RedisIdempotencyStore"]
+__all__ = ["FINISH_SCRIPT", "RELEASE_SCRIPT", "RESERVE_SCRIPT", "RedisIdempotencyStore"]
+
+RESERVE_SCRIPT: Final = """
+-- Reserve a key, or say who holds it, in one round trip (guide section 5.5, fixed).
+-- KEYS[1] the record; ARGV the in-progress record, the lease in ms.
+-- Returns nil when reserved, else the record that is there.
+local value = redis.call('GET', KEYS[1])
+if value then return value end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return false
+"""
 
 FINISH_SCRIPT: Final = """
 -- Complete or fail a reservation, only for its owner (guide section 5.5, fixed).
@@ -67,13 +81,15 @@ class RedisIdempotencyStore(IdempotencyStore):
     """Keys in Redis, shared by every process that reaches the server."""
 
     def __init__(self, client: Any, *, prefix: str = "idempotency:") -> None:
-        for method in ("set", "get", "register_script"):
+        for method in ("get", "register_script"):
             if not callable(getattr(client, method, None)):
                 raise TypeError(f"client must be a Redis client (no {method}()), got {client!r}")
         if not isinstance(prefix, str):
             raise TypeError(f"prefix must be a str, got {prefix!r}")
+        _check_text("prefix", prefix)
         self.client = client
         self.prefix = prefix
+        self._reserve_script = client.register_script(RESERVE_SCRIPT)
         self._finish_script = client.register_script(FINISH_SCRIPT)
         self._release_script = client.register_script(RELEASE_SCRIPT)
 
@@ -95,16 +111,13 @@ class RedisIdempotencyStore(IdempotencyStore):
         token = new_token()
         value = json.dumps({"state": RecordState.IN_PROGRESS.value, "fp": fingerprint,
                             "token": token})
-        while True:
-            if self.client.set(self.prefix + key, value, nx=True, px=_ms(lease)):
-                return Reservation(True, token, None)
-            raw = self.client.get(self.prefix + key)
-            if raw is None:
-                continue  # it expired between SET and GET: try to reserve again
-            record = self._decode(key, raw)
-            if record.fingerprint != fingerprint:
-                raise IdempotencyKeyReusedError(key, record.fingerprint, fingerprint)
-            return Reservation(False, None, record)
+        raw = self._reserve_script(keys=[self.prefix + key], args=[value, _ms(lease)])
+        if raw is None:
+            return Reservation(True, token, None)
+        record = self._decode(key, raw)
+        if record.fingerprint != fingerprint:
+            raise IdempotencyKeyReusedError(key, record.fingerprint, fingerprint)
+        return Reservation(False, None, record)
 
     def _finish(self, key: str, token: str, state: RecordState, text: str,
                 ttl: float) -> None:
@@ -120,6 +133,10 @@ class RedisIdempotencyStore(IdempotencyStore):
     def fail(self, key: str, token: str, error: str, *, ttl: float) -> None:
         _validate_finish(key, token, error, ttl, "error")
         self._finish(key, token, RecordState.FAILED, error, ttl)
+
+    def complete_unrecorded(self, key: str, token: str, reason: str, *, ttl: float) -> None:
+        _validate_finish(key, token, reason, ttl, "reason")
+        self._finish(key, token, RecordState.COMPLETED_UNRECORDED, reason, ttl)
 
     def release(self, key: str, token: str) -> bool:
         check_key(key)
