@@ -11,7 +11,16 @@ Guide section 4.2 (断路器模式). Run from the repository root::
     decorator style (``@breaker`` / ``@circuit``). Interleaved repeats, each calibrated
     to about 50 ms; medians, interquartile ranges, overhead over the bare call, and
     peer/ours ratios of the overhead.
-(b) Concurrent throughput: 8 threads, each making calls that sleep 50 ms (an I/O-bound
+(b) Every configuration, off the default path, in the same run: a time window, a
+    slow-call threshold (count and time windows), a listener subscribed (ours receives
+    an event object per call; pybreaker's listener a ``success`` call), each beside
+    pybreaker's ``call`` (with and without a listener) and circuitbreaker; the ratio is
+    pybreaker's overhead (without a listener, or with one for our listener rows) over
+    ours.
+(c) asyncio: ``await breaker.acall(fn)`` and ``@breaker`` on an ``async def`` (count
+    and time windows), beside circuitbreaker's ``@circuit`` on the same ``async def``
+    and a bare ``await`` (pybreaker's ``call_async`` needs Tornado).
+(d) Concurrent throughput: 8 threads, each making calls that sleep 50 ms (an I/O-bound
     dependency) through one shared breaker. A breaker that holds its lock during the
     call serialises them: 8 threads then do the work of one.
 
@@ -22,6 +31,7 @@ returns a counter that is checked afterwards, so a broken wrapper fails loudly.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import gc
 import os
 import platform
@@ -29,7 +39,7 @@ import statistics
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from importlib.metadata import version
 
@@ -40,6 +50,7 @@ from patterns.resilience.breaker import CircuitBreaker
 
 TARGET_OVERHEAD_NS = 600.0
 TARGET_RATIO = 5.0
+TARGET_CONFIG_SHARE = 0.5  # every configuration: at most half of pybreaker's overhead
 
 
 class Counter:
@@ -94,6 +105,64 @@ def circuitbreaker_decorator(target: Callable[[], int]) -> Callable[[], int]:
     return decorated
 
 
+class PyListener(pybreaker.CircuitBreakerListener):
+    """A pybreaker listener that counts successes (our listener counts events)."""
+
+    def __init__(self) -> None:
+        self.seen = 0
+
+    def success(self, cb: pybreaker.CircuitBreaker) -> None:
+        self.seen += 1
+
+
+def configured(**options: object) -> Callable[[Callable[[], int]], Callable[[], int]]:
+    def build(target: Callable[[], int]) -> Callable[[], int]:
+        breaker = CircuitBreaker("bench", minimum_calls=10, **options)  # type: ignore[arg-type]
+        return lambda: breaker.call(target)
+
+    return build
+
+
+def with_listener(**options: object) -> Callable[[Callable[[], int]], Callable[[], int]]:
+    def build(target: Callable[[], int]) -> Callable[[], int]:
+        breaker = CircuitBreaker("bench", minimum_calls=10, **options)  # type: ignore[arg-type]
+        seen = []
+        breaker.listeners.add(seen.append)
+
+        def call() -> int:
+            value = breaker.call(target)
+            seen.clear()
+            return value
+
+        return call
+
+    return build
+
+
+def pybreaker_listener(target: Callable[[], int]) -> Callable[[], int]:
+    breaker = pybreaker.CircuitBreaker(fail_max=1000, reset_timeout=60,
+                                       listeners=[PyListener()])
+    return lambda: breaker.call(target)
+
+
+TIME = {"window_type": "time", "window_size": 60.0, "window_buckets": 60}
+SLOW = {"slow_call_duration": 10.0, "slow_call_rate_threshold": 0.5}
+CONFIG_CASES = {
+    "bare call (reference)": lambda target: target,
+    "patterns count window (default)": configured(window_size=100),
+    "patterns time window 60 s / 60 buckets": configured(**TIME),
+    "patterns slow-call threshold, count window": configured(window_size=100, **SLOW),
+    "patterns slow-call threshold, time window": configured(**TIME, **SLOW),
+    "patterns count window + listener": with_listener(window_size=100),
+    "patterns time window + slow calls + listener": with_listener(**TIME, **SLOW),
+    "patterns window of 10^6 calls": configured(window_size=1_000_000),
+    "pybreaker `breaker.call(fn)`": pybreaker_call,
+    "pybreaker `breaker.call(fn)` + listener": pybreaker_listener,
+    "circuitbreaker `@circuit`": circuitbreaker_decorator,
+}
+LISTENER_PEER = "pybreaker `breaker.call(fn)` + listener"
+PLAIN_PEER = "pybreaker `breaker.call(fn)`"
+
 CASES = {
     "bare call (reference)": lambda target: target,
     "patterns `breaker.call(fn)`": ours_call,
@@ -116,8 +185,10 @@ def loop(fn: Callable[[], int], n: int) -> float:
     return (time.perf_counter_ns() - started) / n
 
 
-def per_call(repeats: int, target_ms: float) -> list[Case]:
-    cases = [Case(name, build) for name, build in CASES.items()]
+def per_call(repeats: int, target_ms: float,
+             builders: dict[str, Callable[[Callable[[], int]], Callable[[], int]]] | None = None,
+             ) -> list[Case]:
+    cases = [Case(name, build) for name, build in (builders or CASES).items()]
     runners = []
     for case in cases:
         counter = Counter()
@@ -130,6 +201,95 @@ def per_call(repeats: int, target_ms: float) -> list[Case]:
             gc.collect()
             before = counter.calls
             case.samples.append(loop(fn, n))
+            if counter.calls != before + n:
+                raise SystemExit(f"{case.name}: expected {n} calls, saw {counter.calls - before}")
+    return cases
+
+
+# --------------------------------------------------------------------------- asyncio
+
+
+@dataclass
+class AsyncCase:
+    name: str
+    build: Callable[[Callable[[], Awaitable[int]]], Callable[[], Awaitable[int]]]
+    samples: list[float] = field(default_factory=list)
+
+    def median(self) -> float:
+        return statistics.median(self.samples)
+
+    def iqr(self) -> float:
+        q1, _, q3 = statistics.quantiles(self.samples, n=4)
+        return (q3 - q1) / 2 / self.median()
+
+
+class AsyncCounter:
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def function(self) -> Callable[[], Awaitable[int]]:
+        async def target() -> int:
+            self.calls += 1
+            return self.calls
+
+        return target
+
+
+def acall_of(**options: object) -> Callable[[Callable[[], Awaitable[int]]],
+                                            Callable[[], Awaitable[int]]]:
+    def build(target: Callable[[], Awaitable[int]]) -> Callable[[], Awaitable[int]]:
+        breaker = CircuitBreaker("bench", minimum_calls=10, **options)  # type: ignore[arg-type]
+        return lambda: breaker.acall(target)
+
+    return build
+
+
+def decorated_async(**options: object) -> Callable[[Callable[[], Awaitable[int]]],
+                                                   Callable[[], Awaitable[int]]]:
+    def build(target: Callable[[], Awaitable[int]]) -> Callable[[], Awaitable[int]]:
+        breaker = CircuitBreaker("bench", minimum_calls=10, **options)  # type: ignore[arg-type]
+        return breaker(target)
+
+    return build
+
+
+def circuitbreaker_async(target: Callable[[], Awaitable[int]]) -> Callable[[], Awaitable[int]]:
+    decorated: Callable[[], Awaitable[int]] = circuitbreaker.circuit(
+        failure_threshold=1000, recovery_timeout=60)(target)
+    return decorated
+
+
+ASYNC_CASES = {
+    "bare `await fn()` (reference)": lambda target: target,
+    "patterns `await breaker.acall(fn)`": acall_of(window_size=100),
+    "patterns `@breaker` async def": decorated_async(window_size=100),
+    "patterns `acall`, time window": acall_of(**TIME),
+    "patterns `acall`, slow-call threshold": acall_of(window_size=100, **SLOW),
+    "circuitbreaker `@circuit` async def": circuitbreaker_async,
+}
+
+
+async def aloop(fn: Callable[[], Awaitable[int]], n: int) -> float:
+    started = time.perf_counter_ns()
+    for _ in range(n):
+        await fn()
+    return (time.perf_counter_ns() - started) / n
+
+
+async def async_per_call(repeats: int, target_ms: float) -> list[AsyncCase]:
+    cases = [AsyncCase(name, build) for name, build in ASYNC_CASES.items()]
+    runners = []
+    for case in cases:
+        counter = AsyncCounter()
+        fn = case.build(counter.function())
+        await aloop(fn, 1000)
+        n = max(1000, int(target_ms * 1e6 / max(await aloop(fn, 5000), 1.0)))
+        runners.append((case, fn, counter, n))
+    for _ in range(repeats):
+        for case, fn, counter, n in runners:
+            gc.collect()
+            before = counter.calls
+            case.samples.append(await aloop(fn, n))
             if counter.calls != before + n:
                 raise SystemExit(f"{case.name}: expected {n} calls, saw {counter.calls - before}")
     return cases
@@ -211,7 +371,47 @@ def main(argv: list[str] | None = None) -> int:
           f"**{'held' if ours <= TARGET_OVERHEAD_NS else 'NOT held'}**; at least "
           f"{TARGET_RATIO:.0f}x below pybreaker's: {py / ours:.1f}x -> "
           f"**{'held' if py / ours >= TARGET_RATIO else 'NOT held'}**\n")
-    print("### (b) Concurrent throughput around a slow call\n")
+    print("### (b) Every configuration, beside the peers\n")
+    print("Ratio: pybreaker's `call` overhead (with a listener for our listener rows) "
+          "over ours.\n")
+    configs = {case.name: case for case in per_call(repeats, target_ms, CONFIG_CASES)}
+    bare = configs["bare call (reference)"].median()
+    plain_peer = configs[PLAIN_PEER].median() - bare
+    listener_peer = configs[LISTENER_PEER].median() - bare
+    print("| case | median per call | IQR | overhead | pybreaker's overhead / ours |")
+    print("|---|---:|---:|---:|---:|")
+    worst = 0.0
+    for name, case in configs.items():
+        over = case.median() - bare
+        ratio = ""
+        if name.startswith("patterns"):
+            peer = listener_peer if "listener" in name else plain_peer
+            ratio = f"{peer / over:.1f}x"
+            worst = max(worst, over / peer)
+        print(f"| {name} | {fmt(case.median())} | ±{case.iqr():.1%} | "
+              f"{'—' if name.startswith('bare') else '+' + fmt(over)} | {ratio} |")
+    print(f"\nTarget: every configuration at most {TARGET_CONFIG_SHARE:.0%} of pybreaker's "
+          f"overhead: worst {worst:.0%} -> "
+          f"**{'held' if worst <= TARGET_CONFIG_SHARE else 'NOT held'}**\n")
+    print("### (c) asyncio\n")
+    acases = {case.name: case for case in asyncio.run(async_per_call(repeats, target_ms))}
+    abare = acases["bare `await fn()` (reference)"].median()
+    peer = acases["circuitbreaker `@circuit` async def"].median() - abare
+    print("| case | median per call | IQR | overhead | circuitbreaker's overhead / ours |")
+    print("|---|---:|---:|---:|---:|")
+    aworst = 0.0
+    for name, acase in acases.items():
+        over = acase.median() - abare
+        ratio = ""
+        if name.startswith("patterns"):
+            ratio = f"{peer / over:.1f}x"
+            aworst = max(aworst, over / plain_peer)
+        print(f"| {name} | {fmt(acase.median())} | ±{acase.iqr():.1%} | "
+              f"{'—' if name.startswith('bare') else '+' + fmt(over)} | {ratio} |")
+    print(f"\nTarget: every `acall` configuration at most {TARGET_CONFIG_SHARE:.0%} of "
+          f"pybreaker's (sync) `call` overhead: worst {aworst:.0%} -> "
+          f"**{'held' if aworst <= TARGET_CONFIG_SHARE else 'NOT held'}**\n")
+    print("### (d) Concurrent throughput around a slow call\n")
     print("\n".join(throughput()))
     return 0
 

@@ -30,20 +30,28 @@ from __future__ import annotations
 import math
 import random
 import threading
-from collections import deque
 from collections.abc import Awaitable, Callable, Generator, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
+from types import CoroutineType, FunctionType
 from typing import Any, ParamSpec, TypeVar
 
-from patterns._decorate import CallDecorator
+from patterns._decorate import (
+    PLAIN_RESULTS,
+    CallDecorator,
+    NotAwaitableError,
+    is_awaitable_result,
+    not_awaitable_error,
+    reject_awaitable_result,
+    reject_coroutine_function,
+)
 from patterns._validation import (
     require_finite,
     require_int_at_least,
     require_non_negative,
     require_positive,
 )
-from patterns._window import BucketedCounts
+from patterns._window import CountWindow, TimeWindow
 from patterns.clock import MONOTONIC, Clock
 from patterns.events import Listeners
 from patterns.resilience.backoff import Backoff
@@ -140,6 +148,47 @@ class CallIgnored(BreakerEvent):
     error: BaseException | None
 
 
+# Events are built on every call while someone listens; setting the slots directly costs
+# half of the frozen dataclass's __init__ (which goes through object.__setattr__).
+_new = object.__new__
+
+
+def _slot_setter(cls: type, name: str) -> Callable[[Any, Any], None]:
+    setter: Callable[[Any, Any], None] = vars(cls)[name].__set__
+    return setter
+
+
+_set_time = _slot_setter(BreakerEvent, "time")
+_set_name = _slot_setter(BreakerEvent, "name")
+_set_duration = _slot_setter(CallSucceeded, "duration")
+_set_slow = _slot_setter(CallSucceeded, "slow")
+_set_failed_duration = _slot_setter(CallFailed, "duration")
+_set_failed_slow = _slot_setter(CallFailed, "slow")
+_set_error = _slot_setter(CallFailed, "error")
+
+
+def _succeeded(now: float, name: str, duration: float, slow: bool) -> CallSucceeded:
+    """``CallSucceeded(now, name, duration, slow)``, built fast."""
+    event: CallSucceeded = _new(CallSucceeded)
+    _set_time(event, now)
+    _set_name(event, name)
+    _set_duration(event, duration)
+    _set_slow(event, slow)
+    return event
+
+
+def _failed(now: float, name: str, duration: float, slow: bool,
+            error: BaseException | None) -> CallFailed:
+    """``CallFailed(now, name, duration, slow, error)``, built fast."""
+    event: CallFailed = _new(CallFailed)
+    _set_time(event, now)
+    _set_name(event, name)
+    _set_failed_duration(event, duration)
+    _set_failed_slow(event, slow)
+    _set_error(event, error)
+    return event
+
+
 class CircuitOpenError(Exception):
     """The breaker rejected the call; ``retry_after`` says when it may let calls through."""
 
@@ -178,9 +227,8 @@ ExceptionFilter = type[BaseException] | tuple[type[BaseException], ...] | Callab
     [BaseException], bool
 ]
 
-_FAILED, _SLOW = 1, 2  # bit flags of one outcome in the sliding window
 _CLOSED = CircuitState.CLOSED
-_CALLS, _FAILURES, _SLOWS = 0, 1, 2  # counters of the time-based window
+_CO_ASYNC = 0x180  # inspect.CO_COROUTINE | inspect.CO_ITERABLE_COROUTINE
 
 
 def _exception_filter(name: str, value: ExceptionFilter) -> Callable[[BaseException], bool]:
@@ -219,19 +267,19 @@ class Permit:
         """The call succeeded."""
         if not self._done:
             self._done = True
-            self._breaker._record(self, failed=False, error=None)
+            self._breaker._outcome(self.epoch, self.trial, self.started, False, None)
 
     def failed(self, error: BaseException | None = None) -> None:
         """The call failed (with ``error``, if there was one)."""
         if not self._done:
             self._done = True
-            self._breaker._record(self, failed=True, error=error)
+            self._breaker._outcome(self.epoch, self.trial, self.started, True, error)
 
     def ignored(self, error: BaseException | None = None) -> None:
         """The call ended without an outcome worth counting (e.g. it was cancelled)."""
         if not self._done:
             self._done = True
-            self._breaker._ignore(self, error)
+            self._breaker._ignored(self.epoch, self.trial, error)
 
 
 class CircuitBreaker(CallDecorator):
@@ -343,15 +391,21 @@ class CircuitBreaker(CallDecorator):
         self._not_permitted = 0
         self._trial_permits = 0
         self._trial_counts = [0, 0, 0]  # finished trial calls, failures, slow
-        # The count window: the last window_size outcomes (bit flags _FAILED, _SLOW).
-        self._outcomes: deque[int] = deque(
-            maxlen=int(self.window_size) if self.window_type is WindowType.COUNT else 1)
-        self._buckets: BucketedCounts | None = None
+        # One of the two windows, each with running counts: O(1) per call, and a
+        # success in the closed state takes no lock.
+        self._window: CountWindow | TimeWindow
         if self.window_type is WindowType.TIME:
-            self._buckets = BucketedCounts(3, self.window_size, self.window_buckets,
-                                           clock.now())
+            try:
+                self._window = TimeWindow(self.window_size, self.window_buckets, clock.now())
+            except ValueError as error:
+                raise ValueError(f"window_size / window_buckets: {error}") from None
+        else:
+            self._window = CountWindow(int(self.window_size))
         self._timed = not math.isinf(self.slow_call_duration)
-        self._untimed_count_window = self._buckets is None and not self._timed
+        # Closed, count window, nothing timed: the drivers read no clock (unless someone
+        # listens).
+        self._untimed_count_window = (self.window_type is WindowType.COUNT
+                                      and not self._timed)
 
     # ----------------------------------------------------------------- state
 
@@ -439,36 +493,63 @@ class CircuitBreaker(CallDecorator):
             now = self.clock.now()
             return CircuitOpenError(self.name, self._state, self._retry_after(now))
 
-    def _record(self, permit: Permit, *, failed: bool, error: BaseException | None) -> None:
+    def _outcome(self, epoch: int, trial: bool, started: float, failed: bool,
+                 error: BaseException | None) -> None:
+        """Record the outcome of a call let through in state period ``epoch``."""
         now = self.clock.now()
-        duration = now - permit.started
+        duration = now - started
         slow = duration >= self.slow_call_duration
-        events: list[BreakerEvent] = []
-        with self._lock:
-            if permit.epoch == self._epoch:
-                state = self._state
-                if state is CircuitState.CLOSED:
-                    self._add_to_window(now, failed, slow)
-                    self._judge_closed(now, events)
-                elif state is CircuitState.HALF_OPEN and permit.trial:
-                    counts = self._trial_counts
-                    counts[0] += 1
-                    counts[1] += failed
-                    counts[2] += slow
-                    self._judge_half_open(now, events)
+        events: list[BreakerEvent] | None = None
+        if failed or slow or trial or epoch != self._epoch or self._state is not _CLOSED:
+            events = []
+            with self._lock:
+                if epoch == self._epoch:
+                    state = self._state
+                    if state is _CLOSED:
+                        self._judge_closed(now, events, self._add_to_window(now, failed, slow))
+                    elif state is CircuitState.HALF_OPEN and trial:
+                        counts = self._trial_counts
+                        counts[0] += 1
+                        counts[1] += failed
+                        counts[2] += slow
+                        self._judge_half_open(now, events)
+        else:
+            # A fast success: one lock-free count. A success cannot raise a rate, so no
+            # judgement is due, except when the window first holds minimum_calls. In a
+            # new bucket of a time window counts may have left it: count and judge
+            # under the lock.
+            calls = self._window.success(now)
+            if calls == self.minimum_calls:
+                events = []
+                self._judge_after_success(epoch, events)
+            elif calls < 0:
+                events = []
+                with self._lock:
+                    if epoch == self._epoch and self._state is _CLOSED:
+                        self._judge_closed(now, events, self._window.add(now, False, False))
         if self.listeners.snapshot:
-            outcome: BreakerEvent = (
-                CallFailed(now, self.name, duration, slow, error) if failed
-                else CallSucceeded(now, self.name, duration, slow))
-            self.listeners.emit(outcome)
-            for event in events:
-                self.listeners.emit(event)
+            self.listeners.emit(
+                _failed(now, self.name, duration, slow, error) if failed
+                else _succeeded(now, self.name, duration, slow))
+            if events:
+                for event in events:
+                    self.listeners.emit(event)
 
-    def _ignore(self, permit: Permit, error: BaseException | None) -> None:
-        with self._lock:
-            if (permit.trial and permit.epoch == self._epoch
-                    and self._state is CircuitState.HALF_OPEN):
-                self._trial_permits -= 1  # give the trial slot back
+    def _error_outcome(self, epoch: int, trial: bool, started: float,
+                       error: BaseException) -> None:
+        verdict = self._classify(error)
+        if verdict is None:
+            self._ignored(epoch, trial, error)
+        elif verdict:
+            self._outcome(epoch, trial, started, True, error)
+        else:
+            self._outcome(epoch, trial, started, False, None)
+
+    def _ignored(self, epoch: int, trial: bool, error: BaseException | None) -> None:
+        if trial:
+            with self._lock:
+                if epoch == self._epoch and self._state is CircuitState.HALF_OPEN:
+                    self._trial_permits -= 1  # give the trial slot back
         if self.listeners.snapshot:
             self.listeners.emit(CallIgnored(self.clock.now(), self.name, error))
 
@@ -481,25 +562,45 @@ class CircuitBreaker(CallDecorator):
     # ----------------------------------------------------------------- drivers
 
     def call(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
-        """Call ``fn`` through the breaker; raise :class:`CircuitOpenError` if rejected."""
-        if self._state is _CLOSED and self._untimed_count_window and not self.listeners.snapshot:
-            # The common case, kept short: closed, count window, nothing timed or observed.
-            # The same protocol as a permit, without allocating one; a success is one
-            # thread-safe deque append, with no lock.
+        """Call ``fn`` through the breaker; raise :class:`CircuitOpenError` if rejected.
+
+        The blocking driver: ``fn`` must be a plain function. A coroutine function, or
+        a result that is an awaitable, raises :class:`TypeError` (use :meth:`acall`) and
+        counts as neither a success nor a failure.
+        """
+        if self._state is _CLOSED:
+            # Closed: no permit object, at most two clock readings, and with a count
+            # window a success takes no lock. Calling a coroutine function runs none of
+            # its code, so the result check below refuses it before anything is counted.
             epoch = self._epoch
+            if self._untimed_count_window and not self.listeners.snapshot:
+                try:
+                    result = fn(*args, **kwargs)
+                except BaseException as error:
+                    self._error_outcome(epoch, False, 0.0, error)
+                    raise
+                if type(result) not in PLAIN_RESULTS and is_awaitable_result(result):
+                    self._refuse_result(epoch, False, result, fn)
+                if self.record_result is not None and self.record_result(result):
+                    self._outcome(epoch, False, 0.0, True, None)
+                elif (epoch == self._epoch
+                      and self._window.success(0.0) == self.minimum_calls):
+                    self._judge_after_success(epoch, None)
+                return result
+            # The start is read only if a duration is judged or reported.
+            started = self.clock.now() if self._timed or self.listeners.snapshot else 0.0
             try:
                 result = fn(*args, **kwargs)
             except BaseException as error:
-                self._report_error(Permit(self, epoch, 0.0, False), error)
+                self._error_outcome(epoch, False, started, error)
                 raise
-            if self.record_result is not None and self.record_result(result):
-                Permit(self, epoch, 0.0, False).failed(None)
-            elif epoch == self._epoch:
-                outcomes = self._outcomes
-                outcomes.append(0)
-                if len(outcomes) == self.minimum_calls:  # the first judgement is due
-                    self._judge_after_success(epoch)
+            if type(result) not in PLAIN_RESULTS and is_awaitable_result(result):
+                self._refuse_result(epoch, False, result, fn)
+            self._outcome(epoch, False, started, self.record_result is not None
+                          and bool(self.record_result(result)), None)
             return result
+        if type(fn) is not FunctionType or fn.__code__.co_flags & _CO_ASYNC or fn.__dict__:
+            reject_coroutine_function(fn, "CircuitBreaker.call")
         permit = self.try_acquire()
         if permit is None:
             raise self.reject_error()
@@ -508,18 +609,56 @@ class CircuitBreaker(CallDecorator):
         except BaseException as error:
             self._report_error(permit, error)
             raise
+        if type(result) not in PLAIN_RESULTS and is_awaitable_result(result):
+            permit._done = True
+            self._refuse_result(permit.epoch, permit.trial, result, fn)
         self._report_result(permit, result)
         return result
 
     async def acall(
         self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs
     ) -> R:
-        """Await ``fn`` through the breaker; raise :class:`CircuitOpenError` if rejected."""
+        """Await ``fn`` through the breaker; raise :class:`CircuitOpenError` if rejected.
+
+        ``fn`` must return an awaitable (an ``async`` function does); anything else
+        raises :class:`TypeError` (use :meth:`call`) and counts as neither a success
+        nor a failure.
+        """
+        if self._state is _CLOSED:
+            epoch = self._epoch
+            observed = self.listeners.snapshot
+            fast = self._untimed_count_window and not observed
+            started = self.clock.now() if self._timed or observed else 0.0
+            try:
+                awaitable = fn(*args, **kwargs)
+                if type(awaitable) is not CoroutineType and not is_awaitable_result(awaitable):
+                    raise NotAwaitableError(awaitable)
+                result = await awaitable
+            except NotAwaitableError as refused:
+                self._ignored(epoch, False, None)
+                raise not_awaitable_error("CircuitBreaker.acall", fn, refused.value) from None
+            except BaseException as error:
+                self._error_outcome(epoch, False, started, error)
+                raise
+            if self.record_result is not None and self.record_result(result):
+                self._outcome(epoch, False, started, True, None)
+            elif fast:
+                if epoch == self._epoch and self._window.success(0.0) == self.minimum_calls:
+                    self._judge_after_success(epoch, None)
+            else:
+                self._outcome(epoch, False, started, False, None)
+            return result
         permit = self.try_acquire()
         if permit is None:
             raise self.reject_error()
         try:
-            result = await fn(*args, **kwargs)
+            awaitable = fn(*args, **kwargs)
+            if type(awaitable) is not CoroutineType and not is_awaitable_result(awaitable):
+                raise NotAwaitableError(awaitable)
+            result = await awaitable
+        except NotAwaitableError as refused:
+            permit.ignored(None)
+            raise not_awaitable_error("CircuitBreaker.acall", fn, refused.value) from None
         except BaseException as error:
             self._report_error(permit, error)
             raise
@@ -546,6 +685,11 @@ class CircuitBreaker(CallDecorator):
         return result
 
 
+    def _refuse_result(self, epoch: int, trial: bool, result: object, fn: object) -> None:
+        """``fn`` gave the blocking driver an awaitable: count nothing, raise TypeError."""
+        self._ignored(epoch, trial, None)
+        reject_awaitable_result(result, "CircuitBreaker.call", fn)
+
     def _report_error(self, permit: Permit, error: BaseException) -> None:
         verdict = self._classify(error)
         if verdict is None:
@@ -563,39 +707,24 @@ class CircuitBreaker(CallDecorator):
 
     # ----------------------------------------------------------------- internals (locked)
 
-    def _judge_after_success(self, epoch: int) -> None:
+    def _judge_after_success(self, epoch: int, events: list[BreakerEvent] | None) -> None:
+        """The count window first holds minimum_calls: the first judgement is due."""
         with self._lock:
             if epoch == self._epoch and self._state is _CLOSED:
-                self._judge_closed(self.clock.now(), [])
+                now = self.clock.now()
+                self._judge_closed(now, [] if events is None else events,
+                                   self._window_totals(now))
 
-    def _add_to_window(self, now: float, failed: bool, slow: bool) -> None:
-        if self._buckets is None:
-            self._outcomes.append(failed | (slow << 1))
-        else:
-            assert self._buckets is not None
-            slot = self._buckets.slide(now)
-            totals = self._buckets.totals
-            slot[_CALLS] += 1
-            totals[_CALLS] += 1
-            if failed:
-                slot[_FAILURES] += 1
-                totals[_FAILURES] += 1
-            if slow:
-                slot[_SLOWS] += 1
-                totals[_SLOWS] += 1
+    def _add_to_window(self, now: float, failed: bool, slow: bool) -> tuple[int, int, int]:
+        """Count one outcome; return the window's ``(calls, failures, slow)`` after it."""
+        return self._window.add(now, failed, slow)
 
     def _window_totals(self, now: float) -> tuple[int, int, int]:
-        if self._buckets is None:
-            outcomes = self._outcomes
-            failed_fast, slow_ok = outcomes.count(_FAILED), outcomes.count(_SLOW)
-            failed_slow = outcomes.count(_FAILED | _SLOW)
-            return len(outcomes), failed_fast + failed_slow, slow_ok + failed_slow
-        self._buckets.slide(now)
-        calls, failures, slow = self._buckets.totals
-        return calls, failures, slow
+        return self._window.totals(now)
 
-    def _judge_closed(self, now: float, events: list[BreakerEvent]) -> None:
-        calls, failures, slow = self._window_totals(now)
+    def _judge_closed(self, now: float, events: list[BreakerEvent],
+                      totals: tuple[int, int, int]) -> None:
+        calls, failures, slow = totals
         if calls < self.minimum_calls:
             return
         if failures >= self.failure_rate_threshold * calls:
@@ -652,9 +781,7 @@ class CircuitBreaker(CallDecorator):
         else:
             self._open_until = math.inf
         if to_state is CircuitState.CLOSED:
-            self._outcomes = deque(maxlen=self._outcomes.maxlen)
-            if self._buckets is not None:
-                self._buckets.clear()
+            self._window.clear(now)
         return StateTransition(now, self.name, from_state, to_state, reason)
 
     def __repr__(self) -> str:

@@ -59,7 +59,14 @@ from enum import StrEnum
 from types import CoroutineType
 from typing import Any, ParamSpec, Protocol, TypeVar
 
-from patterns._decorate import CallDecorator
+from patterns._decorate import (
+    PLAIN_RESULTS,
+    CallDecorator,
+    is_awaitable_result,
+    not_awaitable_error,
+    reject_awaitable_result,
+    reject_coroutine_function,
+)
 from patterns._validation import require_int_at_least, require_non_negative
 from patterns.clock import MONOTONIC, Clock
 from patterns.events import Listeners
@@ -609,13 +616,16 @@ class Bulkhead(CallDecorator):
         return self._outcome(ticket, now())
 
     def call(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
-        """Run ``fn(*args, **kwargs)`` holding a permit (blocking while queued)."""
+        """Run ``fn(*args, **kwargs)`` holding a permit (blocking while queued).
+
+        The blocking driver: a coroutine function is refused with :class:`TypeError`
+        before it queues (use :meth:`acall`), and so is a result that is an awaitable.
+        """
+        reject_coroutine_function(fn, "Bulkhead.call")
         with self.acquire():
             result = fn(*args, **kwargs)
-        if type(result) is CoroutineType:
-            result.close()  # type: ignore[attr-defined]
-            raise TypeError(f"{fn!r} returned a coroutine: run it with `await bulkhead.acall(fn)` "
-                            "or decorate the async function")
+        if type(result) not in PLAIN_RESULTS and is_awaitable_result(result):
+            reject_awaitable_result(result, "Bulkhead.call", fn)
         return result
 
     # ----------------------------------------------------------------- asyncio driver
@@ -655,9 +665,14 @@ class Bulkhead(CallDecorator):
         self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs
     ) -> R:
         """Await ``fn(*args, **kwargs)`` holding a permit (awaiting while queued)."""
+        if not callable(fn):
+            raise TypeError(f"Bulkhead.acall: fn must be callable, got {fn!r}")
         permit = await self.aacquire()
         with permit:
-            return await fn(*args, **kwargs)
+            awaitable = fn(*args, **kwargs)
+            if type(awaitable) is not CoroutineType and not is_awaitable_result(awaitable):
+                raise not_awaitable_error("Bulkhead.acall", fn, awaitable)
+            return await awaitable
 
     # ----------------------------------------------------------------- SimPy driver
 
@@ -722,6 +737,10 @@ class Bulkhead(CallDecorator):
 # --------------------------------------------------------------------------- thread isolation
 
 
+_POOL_ADVICE = ("A worker thread has no event loop to run it on: bound async calls with a "
+                "Bulkhead instead (`await bulkhead.acall(fn, ...)`).")
+
+
 class ThreadPoolBulkhead:
     """Thread isolation: a bounded executor per dependency (guide section 4.3, ``ThreadIsolation``).
 
@@ -779,8 +798,7 @@ class ThreadPoolBulkhead:
         Raises :class:`BulkheadFullError` at once if every worker is busy and the queue
         is full, and :class:`RuntimeError` after :meth:`shutdown`.
         """
-        if not callable(fn):
-            raise TypeError(f"fn must be callable, got {fn!r}")
+        reject_coroutine_function(fn, "ThreadPoolBulkhead.submit", _POOL_ADVICE)
         future: Future[R] = Future()
         task = functools.partial(fn, *args, **kwargs)
         with self._lock:
@@ -834,6 +852,9 @@ class ThreadPoolBulkhead:
             try:
                 try:
                     result = task()
+                    if type(result) not in PLAIN_RESULTS and is_awaitable_result(result):
+                        reject_awaitable_result(result, "ThreadPoolBulkhead.submit",
+                                                getattr(task, "func", task), _POOL_ADVICE)
                 finally:
                     # Free the permit before the caller learns the outcome, so that a
                     # caller who submits again on completion finds the worker free.

@@ -33,10 +33,18 @@ from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Generator, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
-from types import CoroutineType
+from types import CoroutineType, FunctionType
 from typing import Any, ParamSpec, Protocol, TypeVar
 
-from patterns._decorate import CallDecorator
+from patterns._decorate import (
+    PLAIN_RESULTS,
+    CallDecorator,
+    NotAwaitableError,
+    is_awaitable_result,
+    not_awaitable_error,
+    reject_awaitable_result,
+    reject_coroutine_function,
+)
 from patterns._validation import require_int_at_least, require_non_negative
 from patterns.clock import MONOTONIC, Clock
 from patterns.events import Listeners
@@ -268,6 +276,7 @@ def _error_predicate(
 
 
 _RNG = random.Random()
+_CO_ASYNC = 0x180  # inspect.CO_COROUTINE | inspect.CO_ITERABLE_COROUTINE
 
 
 async def _asyncio_sleep(delay: float) -> None:
@@ -420,7 +429,14 @@ class RetryPolicy(CallDecorator):
     # ----------------------------------------------------------------- the drivers
 
     def call(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
-        """Call ``fn(*args, **kwargs)``, retrying as the policy says; block while waiting."""
+        """Call ``fn(*args, **kwargs)``, retrying as the policy says; block while waiting.
+
+        The blocking driver: a coroutine function (or a result that is an awaitable)
+        raises :class:`TypeError` before anything is counted or retried; use
+        :meth:`acall`.
+        """
+        if type(fn) is not FunctionType or fn.__code__.co_flags & _CO_ASYNC or fn.__dict__:
+            reject_coroutine_function(fn, "RetryPolicy.call")
         if self.budget is not None:
             self.budget.record_call()
         now = self.clock.now
@@ -438,13 +454,9 @@ class RetryPolicy(CallDecorator):
                 if delay is None:
                     return run.give_up(error, None)  # type: ignore[no-any-return]
             else:
+                if type(result) not in PLAIN_RESULTS and is_awaitable_result(result):
+                    reject_awaitable_result(result, "RetryPolicy.call", fn)
                 if self.retry_on_result is None or not self.retry_on_result(result):
-                    if type(result) is CoroutineType:
-                        result.close()  # type: ignore[attr-defined]
-                        raise TypeError(
-                            f"{fn!r} returned a coroutine: retry it with `await "
-                            "policy.acall(fn)` or decorate the async function"
-                        )
                     if self.listeners.snapshot:
                         self.listeners.emit(AttemptSucceeded(now(), attempt))
                     return result
@@ -458,7 +470,13 @@ class RetryPolicy(CallDecorator):
     async def acall(
         self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs
     ) -> R:
-        """Await ``fn(*args, **kwargs)``, retrying as the policy says; wait with asyncio."""
+        """Await ``fn(*args, **kwargs)``, retrying as the policy says; wait with asyncio.
+
+        ``fn`` must return an awaitable; a plain value raises :class:`TypeError` at once
+        (never retried: use :meth:`call`).
+        """
+        if not callable(fn):
+            raise TypeError(f"RetryPolicy.acall: fn must be callable, got {fn!r}")
         if self.budget is not None:
             self.budget.record_call()
         now = self.clock.now
@@ -469,7 +487,12 @@ class RetryPolicy(CallDecorator):
             if self.listeners.snapshot:
                 self.listeners.emit(AttemptStarted(now(), attempt))
             try:
-                result = await fn(*args, **kwargs)
+                awaitable = fn(*args, **kwargs)
+                if type(awaitable) is not CoroutineType and not is_awaitable_result(awaitable):
+                    raise NotAwaitableError(awaitable)
+                result = await awaitable
+            except NotAwaitableError as refused:  # a misuse, not a failure: never retried
+                raise not_awaitable_error("RetryPolicy.acall", fn, refused.value) from None
             except Exception as error:
                 run = run or _Run(self, start)
                 delay = run.after_failure(now(), error, None)

@@ -479,7 +479,7 @@ def test_call_refuses_an_async_function() -> None:
     async def fetch() -> int:
         return 1
 
-    with pytest.raises(TypeError, match="returned a coroutine"):
+    with pytest.raises(TypeError, match="Bulkhead.call cannot run .*fetch.*coroutine function"):
         Bulkhead("db", 1).call(fetch)  # type: ignore[arg-type]
 
 
