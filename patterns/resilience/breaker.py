@@ -607,12 +607,12 @@ class CircuitBreaker(CallDecorator):
         try:
             result = fn(*args, **kwargs)
         except BaseException as error:
-            self._report_error(permit, error)
+            self.report_error(permit, error)
             raise
         if type(result) not in PLAIN_RESULTS and is_awaitable_result(result):
             permit._done = True
             self._refuse_result(permit.epoch, permit.trial, result, fn)
-        self._report_result(permit, result)
+        self.report_result(permit, result)
         return result
 
     async def acall(
@@ -660,9 +660,9 @@ class CircuitBreaker(CallDecorator):
             permit.ignored(None)
             raise not_awaitable_error("CircuitBreaker.acall", fn, refused.value) from None
         except BaseException as error:
-            self._report_error(permit, error)
+            self.report_error(permit, error)
             raise
-        self._report_result(permit, result)
+        self.report_result(permit, result)
         return result
 
     def simpy_call(
@@ -679,9 +679,9 @@ class CircuitBreaker(CallDecorator):
         try:
             result = yield from attempt_fn()
         except BaseException as error:
-            self._report_error(permit, error)
+            self.report_error(permit, error)
             raise
-        self._report_result(permit, result)
+        self.report_result(permit, result)
         return result
 
 
@@ -690,7 +690,10 @@ class CircuitBreaker(CallDecorator):
         self._ignored(epoch, trial, None)
         reject_awaitable_result(result, "CircuitBreaker.call", fn)
 
-    def _report_error(self, permit: Permit, error: BaseException) -> None:
+    def report_error(self, permit: Permit, error: BaseException) -> None:
+        """Report that the call of ``permit`` raised ``error``, classified as the drivers
+        do: a failure (``record_exceptions``), nothing (``ignore_exceptions``, or not an
+        :class:`Exception`), or else a success (the dependency answered)."""
         verdict = self._classify(error)
         if verdict is None:
             permit.ignored(error)
@@ -699,7 +702,9 @@ class CircuitBreaker(CallDecorator):
         else:
             permit.succeeded()
 
-    def _report_result(self, permit: Permit, result: object) -> None:
+    def report_result(self, permit: Permit, result: object) -> None:
+        """Report that the call of ``permit`` returned ``result``: a failure if
+        ``record_result`` says so, else a success."""
         if self.record_result is not None and self.record_result(result):
             permit.failed(None)
         else:
