@@ -9,24 +9,31 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from patterns.clock import WALL_CLOCK, ManualClock
 from patterns.consistency.saga import (
     CompensationFailedError,
     InMemorySagaLog,
     LogKind,
+    SagaBusyError,
     SagaCompensated,
     SagaEvent,
     SagaExistsError,
+    SagaFinishedError,
     SagaLog,
     SagaOrchestrator,
     SagaOutcome,
+    SagaOwnershipLostError,
+    SagaResult,
     SagaStep,
     SQLiteSagaLog,
     StepCompensated,
@@ -206,11 +213,12 @@ def test_crash_at_any_record_then_recovery_is_complete_or_compensated(
     class CrashingLog(InMemorySagaLog):
         writes = 0
 
-        def append(self, saga_id: str, kind: LogKind, step: int | None = None) -> None:
+        def append(self, saga_id: str, kind: LogKind, step: int | None = None,
+                   **ownership: Any) -> None:
             if CrashingLog.writes >= crash_after:
                 raise Crash
             CrashingLog.writes += 1
-            super().append(saga_id, kind, step)
+            super().append(saga_id, kind, step, **ownership)
 
     log = CrashingLog()
     p = Participant()
@@ -309,14 +317,18 @@ WORKER = textwrap.dedent("""
         return SagaStep(name, action, lambda ctx: effect("undo", ctx))
 
     steps = [step("reserve"), step("charge"), step("ship", fails=True), step("notify")]
-    orch = SagaOrchestrator("order", steps, SQLiteSagaLog(db))
+    log = SQLiteSagaLog(db)
+    # a short lease: the killed worker's saga can be taken over 0.1 s after the kill
+    orch = SagaOrchestrator("order", steps, log, lease=0.1)
     if mode == "run":
         for i in range(1000):
             orch.run(f"s{i}", {"fail": i % 3 == 0})
             print(i, flush=True)
     else:
-        for r in orch.recover_all():
-            pass
+        deadline = time.monotonic() + 20
+        while log.unfinished() and time.monotonic() < deadline:
+            orch.recover_all()   # skips the saga whose lease has not expired yet
+            time.sleep(0.05)
         print("recovered", flush=True)
 """)
 
@@ -399,3 +411,249 @@ def test_many_threads_run_sagas_on_one_log(log: SagaLog) -> None:
             kinds = [r.kind for r in log.history(f"t{t}-{i}").records]
             assert kinds[-1] is LogKind.SAGA_COMPENSATED
             assert kinds.count(LogKind.STEP_COMPENSATED) == 3
+
+
+# --------------------------------------------------------------------------- one owner per saga
+
+
+def _blocking_participant(gate: threading.Event, entered: threading.Event,
+                          ran: list[str]) -> list[SagaStep]:
+    def action(name: str) -> Callable[[StepContext], None]:
+        def run(_ctx: StepContext) -> None:
+            ran.append(name)
+            if name == "b":
+                entered.set()
+                assert gate.wait(10), "the test never opened the gate"
+        return run
+
+    def undo(name: str) -> Callable[[StepContext], None]:
+        return lambda _ctx: ran.append(f"undo {name}")
+
+    return [SagaStep(n, action(n), undo(n)) for n in "abc"]
+
+
+def _finals(log: SagaLog, saga_id: str) -> list[LogKind]:
+    return [r.kind for r in log.history(saga_id).records
+            if r.kind in (LogKind.SAGA_COMPLETED, LogKind.SAGA_COMPENSATED)]
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def clocked_log(request: pytest.FixtureRequest, tmp_path: Path
+                ) -> Iterator[tuple[SagaLog, ManualClock]]:
+    clock = ManualClock(1_000.0)
+    if request.param == "memory":
+        yield InMemorySagaLog(clock=clock), clock
+    else:
+        database = SQLiteDatabase(tmp_path / "owned.db")
+        yield SQLiteSagaLog(database, clock=clock), clock
+        database.close()
+
+
+def _start_worker(orch: SagaOrchestrator, saga_id: str
+                  ) -> tuple[threading.Thread, list[object]]:
+    outcome: list[object] = []
+
+    def work() -> None:
+        try:
+            outcome.append(orch.run(saga_id))
+        except BaseException as error:
+            outcome.append(error)
+
+    thread = threading.Thread(target=work, daemon=True)
+    thread.start()
+    return thread, outcome
+
+
+def test_recovery_leaves_a_running_saga_to_its_owner(
+        clocked_log: tuple[SagaLog, ManualClock]) -> None:
+    """Two real workers: recover_all() while the first still runs the saga takes nothing."""
+    log, _clock = clocked_log
+    gate, entered, ran = threading.Event(), threading.Event(), []
+    steps = _blocking_participant(gate, entered, ran)
+    first = SagaOrchestrator("order", steps, log, compensation_retry=fast_retry(), lease=30)
+    second = SagaOrchestrator("order", steps, log, compensation_retry=fast_retry(), lease=30)
+    thread, outcome = _start_worker(first, "s1")
+    assert entered.wait(10)
+    assert second.recover_all() == []          # the lease is live: not interrupted
+    with pytest.raises(SagaBusyError, match="'s1'"):
+        second.recover("s1")
+    gate.set()
+    thread.join(10)
+    assert not thread.is_alive()
+    (result,) = outcome
+    assert isinstance(result, SagaResult)
+    assert result.outcome is SagaOutcome.COMPLETED
+    assert ran == ["a", "b", "c"]
+    assert _finals(log, "s1") == [LogKind.SAGA_COMPLETED]
+
+
+def test_recovery_takes_over_an_expired_lease_and_the_old_owner_stops(
+        clocked_log: tuple[SagaLog, ManualClock]) -> None:
+    """The first worker stalls past its lease; recovery compensates; the first worker's
+    next record is refused and it runs no further step: one final record, compensated."""
+    log, clock = clocked_log
+    gate, entered, ran = threading.Event(), threading.Event(), []
+    steps = _blocking_participant(gate, entered, ran)
+    first = SagaOrchestrator("order", steps, log, compensation_retry=fast_retry(), lease=30)
+    second = SagaOrchestrator("order", steps, log, compensation_retry=fast_retry(), lease=30)
+    thread, outcome = _start_worker(first, "s1")
+    assert entered.wait(10)
+    clock.advance(31)                           # the first worker's lease runs out
+    (recovered,) = second.recover_all()
+    assert recovered.outcome is SagaOutcome.COMPENSATED
+    gate.set()                                  # the stalled worker wakes up
+    thread.join(10)
+    assert not thread.is_alive()
+    (error,) = outcome
+    assert isinstance(error, SagaOwnershipLostError)
+    assert "c" not in ran                       # no step after losing the saga
+    assert ran == ["a", "b", "undo b", "undo a"]
+    assert _finals(log, "s1") == [LogKind.SAGA_COMPENSATED]
+    assert log.history("s1").records[-1].kind is LogKind.SAGA_COMPENSATED
+    assert log.unfinished() == []
+
+
+def test_log_refuses_any_record_after_a_final_one(log: SagaLog) -> None:
+    for final in (LogKind.SAGA_COMPLETED, LogKind.SAGA_COMPENSATED):
+        saga_id = f"s-{final.value}"
+        log.begin(saga_id, "order", {})
+        log.append(saga_id, final)
+        for kind, step in ((LogKind.STEP_STARTED, 0), (LogKind.ABORTING, None),
+                           (LogKind.SAGA_COMPLETED, None), (LogKind.SAGA_COMPENSATED, None)):
+            with pytest.raises(SagaFinishedError, match=saga_id):
+                log.append(saga_id, kind, step)
+        with pytest.raises(SagaFinishedError):
+            log.claim(saga_id, "someone", 10)
+        assert _finals(log, saga_id) == [final]
+
+
+def test_log_fences_owners(clocked_log: tuple[SagaLog, ManualClock]) -> None:
+    log, clock = clocked_log
+    log.begin("s", "order", {}, owner="A", lease=10)
+    assert log.history("s").owner == "A"
+    assert log.history("s").lease_expires_at == clock.now() + 10
+    log.append("s", LogKind.STEP_STARTED, 0, owner="A", lease=10)
+    with pytest.raises(SagaOwnershipLostError, match="'B'"):
+        log.append("s", LogKind.STEP_COMPLETED, 0, owner="B")
+    with pytest.raises(SagaOwnershipLostError):
+        log.append("s", LogKind.STEP_COMPLETED, 0)          # no owner: refused too
+    assert not log.claim("s", "B", 10)                      # A's lease is live
+    clock.advance(5)
+    log.append("s", LogKind.STEP_COMPLETED, 0, owner="A", lease=10)   # renews to +10
+    clock.advance(6)
+    assert not log.claim("s", "B", 10)                      # renewed: still A's
+    clock.advance(5)
+    assert log.claim("s", "B", 10)                          # expired: B takes over
+    with pytest.raises(SagaOwnershipLostError, match="'A'"):
+        log.append("s", LogKind.STEP_STARTED, 1, owner="A", lease=10)
+    assert not log.release("s", "A")
+    assert log.release("s", "B")
+    assert log.history("s").owner is None
+    assert [r.kind for r in log.history("s").records] == [
+        LogKind.STEP_STARTED, LogKind.STEP_COMPLETED]
+
+
+def test_a_worker_that_fails_releases_its_saga_for_recovery(log: SagaLog) -> None:
+    p = Participant()
+    p.fail_actions.add("b")
+    p.compensation_failures = 100
+    orch = orchestrator(log, p)
+    with pytest.raises(CompensationFailedError):
+        orch.run("s1")
+    assert log.history("s1").owner is None      # no need to wait for the lease
+    p.compensation_failures = 0
+    assert [r.outcome for r in orch.recover_all()] == [SagaOutcome.COMPENSATED]
+
+
+def test_sqlite_saga_lease_is_on_the_wall_clock(tmp_path: Path) -> None:
+    """A lease in a file is read by other processes, after reboots: wall time."""
+    with SQLiteDatabase(tmp_path / "wall.db") as database:
+        log = SQLiteSagaLog(database)
+        assert log.clock is WALL_CLOCK
+        log.begin("s", "order", {}, owner="A", lease=30)
+        expires = log.history("s").lease_expires_at
+        assert expires is not None
+        assert time.time() + 20 < expires <= time.time() + 30
+
+
+def test_sqlite_log_made_before_ownership_is_upgraded(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "old.db"
+    with contextlib.closing(sqlite3.connect(path)) as old:
+        old.executescript(
+            "CREATE TABLE saga (seq INTEGER PRIMARY KEY AUTOINCREMENT, saga_id TEXT NOT NULL "
+            "UNIQUE, name TEXT NOT NULL, data TEXT NOT NULL, finished INTEGER NOT NULL "
+            "DEFAULT 0); INSERT INTO saga (saga_id, name, data) VALUES ('old', 'order', '{}');")
+    with SQLiteDatabase(path) as database:
+        log = SQLiteSagaLog(database)
+        assert log.unfinished() == ["old"]
+        assert log.history("old").owner is None
+        assert [r.outcome for r in orchestrator(log, Participant()).recover_all()] == [
+            SagaOutcome.COMPENSATED]
+
+
+OWNER_WORKER = textwrap.dedent("""
+    import os, sys, time
+    from patterns.consistency.saga import (SagaOrchestrator, SagaOwnershipLostError,
+                                           SagaStep, SQLiteSagaLog)
+    from patterns.storage.sqlite import SQLiteDatabase
+
+    path, gate, ran = sys.argv[1], sys.argv[2], sys.argv[3]
+
+    def action(name):
+        def run(ctx):
+            with open(ran, "a") as f:
+                f.write(name + "\\n")
+            if name == "b":
+                deadline = time.monotonic() + 20
+                while not os.path.exists(gate) and time.monotonic() < deadline:
+                    time.sleep(0.01)
+        return run
+
+    steps = [SagaStep(n, action(n), action("undo " + n)) for n in "abc"]
+    orch = SagaOrchestrator("order", steps, SQLiteSagaLog(SQLiteDatabase(path)), lease=0.3)
+    try:
+        orch.run("s1")
+    except SagaOwnershipLostError:
+        sys.exit(3)
+""")
+
+
+def test_two_processes_race_on_one_sqlite_saga(tmp_path: Path) -> None:
+    """A worker process stalls past its lease; this process recovers the saga; the worker
+    wakes, is refused, and runs no further step."""
+    script = tmp_path / "owner.py"
+    script.write_text(OWNER_WORKER)
+    path, gate, ran = tmp_path / "race.db", tmp_path / "gate", tmp_path / "ran.txt"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    worker = subprocess.Popen([sys.executable, str(script), str(path), str(gate), str(ran)],
+                              env=env)
+    try:
+        deadline = time.monotonic() + 20
+        while not (ran.exists() and "b" in ran.read_text().split()):
+            assert time.monotonic() < deadline
+            assert worker.poll() is None
+            time.sleep(0.01)
+        with SQLiteDatabase(path) as database:
+            log = SQLiteSagaLog(database)
+            steps = [SagaStep(n, lambda c: None,
+                              lambda c, n=n: ran.open("a").write(f"undo {n}\n"))  # type: ignore[misc]
+                     for n in "abc"]
+            recovery = SagaOrchestrator("order", steps, log, lease=0.3)
+            results = recovery.recover_all()
+            assert results == []                    # the worker's lease is live
+            while not results:                      # until the stalled worker's lease expires
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+                results = recovery.recover_all()
+            assert [r.outcome for r in results] == [SagaOutcome.COMPENSATED]
+            gate.touch()
+            assert worker.wait(timeout=20) == 3     # SagaOwnershipLostError
+            assert _finals(log, "s1") == [LogKind.SAGA_COMPENSATED]
+            assert log.history("s1").records[-1].kind is LogKind.SAGA_COMPENSATED
+        assert ran.read_text().split("\n")[:-1] == ["a", "b", "undo b", "undo a"]
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
