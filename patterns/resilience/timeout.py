@@ -48,11 +48,17 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Generator
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from types import CoroutineType, TracebackType
+from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, NoReturn, Protocol, TypeVar
 
-from patterns._timers import TimerHandle, TimerThread, shared_timer_thread
-from patterns._validation import require_finite, require_non_negative, require_positive
+from patterns._decorate import reject_awaitable_result, reject_coroutine_function
+from patterns._timers import MAX_WAIT, TimerHandle, TimerThread, shared_timer_thread
+from patterns._validation import (
+    require_at_least,
+    require_finite,
+    require_non_negative,
+    require_positive,
+)
 from patterns.clock import MONOTONIC, Clock
 from patterns.events import Listeners
 
@@ -222,9 +228,41 @@ class _EnvClock:
 
 
 def _check_clock(name: str, clock: object) -> Clock:
-    if not callable(getattr(clock, "now", None)):
-        raise TypeError(f"{name} must have a now() method, got {clock!r}")
+    if isinstance(clock, type) or not callable(getattr(clock, "now", None)):
+        raise TypeError(f"{name} must be a Clock (an object with a now() method), "
+                        f"got {clock!r}")
     return clock  # type: ignore[return-value]
+
+
+def _check_env(env: object) -> _SimEnvironment:
+    if isinstance(env, type) or not all(
+            callable(getattr(env, method, None)) for method in ("timeout", "event", "process")):
+        raise TypeError(f"env must be a simpy.Environment, got {env!r}")
+    return env  # type: ignore[return-value]
+
+
+def _check_token(name: str, token: object) -> CancellationToken:
+    if not isinstance(token, CancellationToken):
+        raise TypeError(f"{name} must be a CancellationToken, got {token!r}")
+    return token
+
+
+def _wait_event(event: threading.Event, timeout: float) -> bool:
+    """``event.wait(timeout)`` for any ``timeout`` >= 0, ``inf`` included.
+
+    ``Event.wait`` raises :class:`OverflowError` above ``threading.TIMEOUT_MAX`` (about
+    292 years); longer waits are taken in steps of :data:`~patterns._timers.MAX_WAIT`,
+    so that ``1e10``, ``1.7e308`` and ``inf`` all simply mean "a very long time".
+    """
+    if timeout <= MAX_WAIT:
+        return event.wait(timeout)
+    give_up = time.monotonic() + timeout
+    while True:
+        left = give_up - time.monotonic()
+        if left <= 0.0:
+            return event.is_set()
+        if event.wait(left if left < MAX_WAIT else MAX_WAIT):
+            return True
 
 
 class CancellationToken:
@@ -312,10 +350,13 @@ class CancellationToken:
 
     def deadline_passed(self, now: float) -> bool:
         """Whether the deadline has passed at clock reading ``now`` (pure: changes nothing)."""
+        require_at_least("now", now, -math.inf)  # a real number, not NaN
         return self.deadline is not None and now >= self.deadline
 
     def remaining(self, now: float | None = None) -> float:
         """Seconds left until the deadline (>= 0), ``math.inf`` without one."""
+        if now is not None:
+            require_at_least("now", now, -math.inf)  # a real number, not NaN
         if self.deadline is None:
             return math.inf
         return max(0.0, self.deadline - (self.clock.now() if now is None else now))
@@ -411,6 +452,8 @@ class CancellationToken:
         cancelled token is born cancelled, with the parent's reason.
         """
         chosen = self.clock if clock is None else _check_clock("clock", clock)
+        if not isinstance(name, str):
+            raise TypeError(f"name must be a str, got {name!r}")
         own = _deadline(chosen, deadline, timeout)
         inherited = self.deadline
         if own is None or (inherited is not None and inherited < own):
@@ -466,7 +509,8 @@ class CancellationToken:
 
         No polling: the thread sleeps on a :class:`threading.Event` that a callback sets.
         The wait also ends at the token's deadline (and cancels the token then), provided
-        its clock runs in real time.
+        its clock runs in real time. ``timeout`` is seconds >= 0; ``None`` or ``math.inf``
+        waits until the token is cancelled, and a huge finite one (``1e10``) is fine too.
         """
         if timeout is not None:
             require_non_negative("timeout", timeout)
@@ -478,7 +522,7 @@ class CancellationToken:
             give_up = math.inf if timeout is None else time.monotonic() + timeout
             while True:
                 limit = min(self.remaining(), give_up - time.monotonic())
-                if woken.wait(None if math.isinf(limit) else max(0.0, limit)):
+                if _wait_event(woken, max(0.0, limit)):
                     return True
                 if self.check_deadline():
                     return True
@@ -492,6 +536,7 @@ class CancellationToken:
 
         No polling and no thread: a callback resolves a future on the running loop
         (from whichever thread cancels). The wait also ends at the token's deadline.
+        ``timeout`` as for :meth:`wait`.
         """
         import asyncio
 
@@ -529,7 +574,7 @@ class CancellationToken:
         registration lasts until the token is cancelled: for a token that lives much
         longer than the wait, use :meth:`on_cancel` and unregister instead.
         """
-        event = env.event()
+        event = _check_env(env).event()
 
         def fire() -> None:
             if not event.triggered:
@@ -553,18 +598,33 @@ def _deadline(clock: Clock, deadline: float | None, timeout: float | None) -> fl
                         f"timeout={timeout!r})")
     if timeout is not None:
         require_non_negative("timeout", timeout)
-        return None if math.isinf(timeout) else clock.now() + timeout
+        if math.isinf(timeout):
+            return None
+        due = clock.now() + timeout
+        return None if math.isinf(due) else due  # beyond the largest float: never
     if deadline is not None:
         return require_finite("deadline", deadline)
     return None
 
 
 def _run_callbacks(callbacks: list[Callable[[], object]]) -> None:
+    """Run every callback once. One that raises is logged and the others still run; a
+    :class:`BaseException` other than :class:`OperationCancelled` (``KeyboardInterrupt``,
+    ``SystemExit``) is re-raised once all have run."""
+    escaping: BaseException | None = None
     for callback in callbacks:
         try:
             callback()
-        except Exception:
+        except (Exception, OperationCancelled):
             _log.exception("cancellation callback %r failed", callback)
+        except BaseException as error:
+            if escaping is None:
+                escaping = error
+    if escaping is not None:
+        try:
+            raise escaping
+        finally:
+            escaping = None
 
 
 def _resolve(future: asyncio.Future[None]) -> None:
@@ -677,6 +737,9 @@ def arm_deadline_async(
     """
     import asyncio
 
+    _check_token("token", token)
+    if loop is not None and not isinstance(loop, asyncio.AbstractEventLoop):
+        raise TypeError(f"loop must be an asyncio event loop, got {loop!r}")
     if token.deadline is None or token.is_cancelled:
         return None
     timer = _AsyncDeadline(token, loop or asyncio.get_running_loop())
@@ -696,6 +759,8 @@ def arm_deadline_simpy(env: _SimEnvironment, token: CancellationToken) -> Any:
     clock must read ``env.now`` (``simulations.kit.SimClock(env)``); a token on another
     clock is refused with :class:`ValueError`.
     """
+    _check_env(env)
+    _check_token("token", token)
     if token.deadline is None or token.is_cancelled:
         return None
     _require_env_clock(env, "token", token)
@@ -843,9 +908,13 @@ class TimeoutPolicy:
         Without ``executor``, ``fn`` runs in this thread and the call returns when it
         does. With one, ``fn`` is submitted to it and this thread waits (no polling) until
         it finishes, the deadline passes or ``parent`` is cancelled, whichever is first.
+
+        A blocking driver cannot await: a coroutine function (``async def``, or an object
+        whose ``__call__`` is one) is refused up front with :class:`TypeError`, and so is
+        an awaitable returned by a plain ``fn`` (a coroutine is closed first); use
+        :meth:`acall`.
         """
-        if not callable(fn):
-            raise TypeError(f"fn must be callable, got {fn!r}")
+        reject_coroutine_function(fn, "TimeoutPolicy.call")
         if executor is not None and not isinstance(executor, Executor):
             raise TypeError(f"executor must be a concurrent.futures.Executor, got {executor!r}")
         run = _Call(self, parent, self.clock)
@@ -869,9 +938,7 @@ class TimeoutPolicy:
             raise
         finally:
             timer.cancel()
-        if type(result) is CoroutineType:
-            result.close()  # type: ignore[attr-defined]
-            raise TypeError(f"{fn!r} returned a coroutine: use `await policy.acall(fn)`")
+        reject_awaitable_result(result, "TimeoutPolicy.call", fn)
         return run.result(result)
 
     @staticmethod
@@ -883,8 +950,7 @@ class TimeoutPolicy:
         registration = token.on_cancel(woken.set)
         try:
             while not future.done() and not token.is_cancelled:
-                limit = token.remaining()
-                woken.wait(None if math.isinf(limit) else limit)
+                _wait_event(woken, token.remaining())
         finally:
             registration.unregister()
         if not future.done():
@@ -896,6 +962,7 @@ class TimeoutPolicy:
             run.raise_if_stopped(error)
             run.finished(error)
             raise
+        reject_awaitable_result(result, "TimeoutPolicy.call", fn)
         return run.result(result)
 
     # ----------------------------------------------------------------- asyncio
@@ -919,6 +986,8 @@ class TimeoutPolicy:
 
         if not callable(fn):
             raise TypeError(f"fn must be callable, got {fn!r}")
+        if parent is not None:
+            _check_token("parent", parent)
         loop = asyncio.get_running_loop()
         task = asyncio.current_task()
         if task is None:
@@ -975,14 +1044,23 @@ class TimeoutPolicy:
         whose ``cause`` is an :class:`OperationCancelled`, and the caller gets
         :class:`DeadlineExceededError` or :class:`OperationCancelled` at once (it does not wait
         for the work to unwind; a failure of the abandoned process is defused). A
-        ``parent`` token with a deadline must read ``env.now``.
+        ``parent`` token with a deadline must read ``env.now``. The arguments are checked
+        when this is called, before the process runs.
         """
+        _check_env(env)
         if not callable(fn):
             raise TypeError(f"fn must be callable, got {fn!r}")
         if parent is not None:
-            if not isinstance(parent, CancellationToken):
-                raise TypeError(f"parent must be a CancellationToken, got {parent!r}")
+            _check_token("parent", parent)
             _require_env_clock(env, "parent", parent)
+        return self._simpy_call(env, fn, parent)
+
+    def _simpy_call(
+        self,
+        env: _SimEnvironment,
+        fn: Callable[[CancellationToken], Generator[Any, Any, R]],
+        parent: CancellationToken | None,
+    ) -> Generator[Any, Any, R]:
         run = _Call(self, parent, _EnvClock(env))
         token = run.token
         try:

@@ -1102,9 +1102,8 @@ def test_simpy_parent_deadline_is_inherited() -> None:
 def test_simpy_call_refuses_a_parent_on_another_clock() -> None:
     env = simpy.Environment()
     parent = CancellationToken(timeout=2.0, clock=MONOTONIC)
-    call = TimeoutPolicy(1.0).simpy_call(env, lambda token: (yield env.timeout(1)), parent=parent)
-    with pytest.raises(ValueError, match="parent"):
-        next(call)
+    with pytest.raises(ValueError, match="parent"):  # when called, not once it runs
+        TimeoutPolicy(1.0).simpy_call(env, lambda token: (yield env.timeout(1)), parent=parent)
 
 
 def test_simpy_interrupting_the_caller_cancels_the_work() -> None:
@@ -1340,3 +1339,186 @@ def test_deadline_holds_exactly_from_now_plus_timeout(
     clock.advance(later)
     assert token.is_cancelled == (clock.now() >= start + timeout)
     assert token.remaining() == max(0.0, start + timeout - clock.now())
+
+
+# --------------------------------------------------------------------------- issue 11: time
+
+
+def _cancel_soon(token: CancellationToken, after: float = 0.05) -> threading.Timer:
+    timer = threading.Timer(after, token.cancel)
+    timer.daemon = True
+    timer.start()
+    return timer
+
+
+@pytest.mark.parametrize("huge", [1e10, 1.7e308, math.inf])
+def test_wait_with_a_huge_timeout_does_not_overflow(huge: float) -> None:
+    # Event.wait(1e10) raises OverflowError (above threading.TIMEOUT_MAX): the wait is
+    # now taken in bounded steps, and inf means "until cancelled".
+    token = CancellationToken()
+    _cancel_soon(token).join(2.0)
+    assert token.wait(huge)
+    other = CancellationToken()
+    _cancel_soon(other)
+    assert other.wait(huge)
+
+
+@pytest.mark.parametrize("huge", [1e10, 1.7e308])
+def test_wait_on_a_token_with_a_huge_deadline_does_not_overflow(huge: float) -> None:
+    token = CancellationToken(timeout=huge)
+    _cancel_soon(token)
+    assert token.wait()
+    assert token.reason == CANCELLED
+
+
+@pytest.mark.parametrize("huge", [1e10, 1.7e308, math.inf])
+def test_wait_async_with_a_huge_timeout(huge: float) -> None:
+    async def main() -> bool:
+        token = CancellationToken(timeout=huge)
+        asyncio.get_running_loop().call_later(0.02, token.cancel)
+        return await asyncio.wait_for(token.wait_async(huge), 2.0)
+
+    assert asyncio.run(main())
+
+
+@pytest.mark.parametrize("huge", [1e10, 1.7e308])
+def test_a_policy_with_a_huge_timeout_in_an_executor_does_not_overflow(huge: float) -> None:
+    with ThreadPoolExecutor(1) as pool:
+        # The operation takes a moment, so that the caller really waits for it.
+        assert TimeoutPolicy(huge).call(lambda token: time.sleep(0.05) or 42,
+                                        executor=pool) == 42
+        assert with_timeout(lambda token: time.sleep(0.05) or 43, huge, executor=pool) == 43
+
+
+def test_a_deadline_beyond_the_largest_float_means_none() -> None:
+    # now + timeout overflowing to inf used to give an infinite deadline that the timer
+    # thread refused (ValueError at arm time); it is "no deadline", as timeout=inf is.
+    clock = ManualClock(1e308)
+    token = CancellationToken(timeout=1.7e308, clock=clock)
+    assert token.deadline is None
+    assert token.child(timeout=1.7e308).deadline is None
+    assert TimeoutPolicy(1.7e308, clock=clock).call(lambda t: t.deadline) is None
+
+
+def test_a_cancel_callback_raising_a_base_exception_does_not_skip_the_others() -> None:
+    token = CancellationToken()
+    child = token.child()
+    ran: list[str] = []
+
+    def stop() -> None:
+        ran.append("stop")
+        raise OperationCancelled("from a callback")
+
+    token.on_cancel(stop)
+    child.on_cancel(lambda: ran.append("child"))
+    token.on_cancel(lambda: ran.append("after"))
+    assert token.cancel()  # the callback's OperationCancelled is logged, not raised
+    assert sorted(ran) == ["after", "child", "stop"]
+
+
+def test_a_keyboard_interrupt_in_a_callback_still_runs_the_others_then_propagates() -> None:
+    token = CancellationToken()
+    ran: list[str] = []
+
+    def interrupt() -> None:
+        raise KeyboardInterrupt
+
+    token.on_cancel(interrupt)
+    token.on_cancel(lambda: ran.append("after"))
+    with pytest.raises(KeyboardInterrupt):
+        token.cancel()
+    assert ran == ["after"]
+    assert token.is_cancelled
+
+
+# ----------------------------------------------------------------- sync drivers and coroutines
+
+
+async def _async_op(token: CancellationToken) -> int:
+    return 1
+
+
+class _AsyncCallable:
+    async def __call__(self, token: CancellationToken) -> int:
+        return 2
+
+
+def test_call_refuses_a_coroutine_function_before_anything_happens() -> None:
+    # Refused up front: not "cancelled" because the parent is, not run then closed.
+    parent = CancellationToken()
+    parent.cancel()
+    policy, events = policy_on(ManualClock())
+    for fn in (_async_op, _AsyncCallable()):
+        with pytest.raises(TypeError, match=r"coroutine function.*acall"):
+            policy.call(fn, parent=parent)  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match=r"coroutine function.*acall"):
+            with_timeout(fn, 1.0, parent=parent)  # type: ignore[arg-type]
+    assert events == []
+
+
+def test_call_in_an_executor_refuses_a_coroutine_result() -> None:
+    # The executor path returned the un-awaited coroutine as the result.
+    def returns_a_coroutine(token: CancellationToken) -> Any:
+        return _async_op(token)
+
+    policy, events = policy_on(ManualClock())
+    with ThreadPoolExecutor(1) as pool, _no_warning():
+        with pytest.raises(TypeError, match="coroutine"):
+            policy.call(returns_a_coroutine, executor=pool)
+        with pytest.raises(TypeError, match="coroutine function"):
+            policy.call(_async_op, executor=pool)  # type: ignore[arg-type]
+    assert events == []
+
+
+@pytest.mark.parametrize("in_executor", [False, True])
+def test_call_refuses_an_awaitable_result(in_executor: bool) -> None:
+    # A future (or any object with __await__) is not a result a blocking call can use.
+    loop = asyncio.new_event_loop()
+    try:
+        future = loop.create_future()
+        with ThreadPoolExecutor(1) as pool, pytest.raises(TypeError, match="awaitable"):
+            TimeoutPolicy(1.0).call(lambda token: future,
+                                    executor=pool if in_executor else None)
+    finally:
+        loop.close()
+
+
+def test_a_sync_callable_returning_a_coroutine_is_closed_without_a_warning() -> None:
+    def returns_a_coroutine(token: CancellationToken) -> Any:
+        return _async_op(token)
+
+    with _no_warning(), pytest.raises(TypeError, match="coroutine"):
+        TimeoutPolicy(1.0).call(returns_a_coroutine)
+
+
+class _no_warning:  # noqa: N801 - a context manager used like a function
+    """Fail if a "coroutine was never awaited" RuntimeWarning is emitted inside."""
+
+    def __enter__(self) -> None:
+        import gc
+        import warnings
+
+        gc.collect()
+        self._catcher = warnings.catch_warnings(record=True)
+        self._records = self._catcher.__enter__()
+        warnings.simplefilter("always")
+
+    def __exit__(self, *exc: object) -> None:
+        import gc
+
+        gc.collect()
+        self._catcher.__exit__(*exc)
+        never_awaited = [r for r in self._records if "never awaited" in str(r.message)]
+        assert never_awaited == []
+
+
+def test_simpy_call_checks_its_arguments_when_called() -> None:
+    # A generator function checked its arguments only once the process ran.
+    env = simpy.Environment()
+    policy = TimeoutPolicy(1.0)
+    with pytest.raises(TypeError, match="fn"):
+        policy.simpy_call(env, 42)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="parent"):
+        policy.simpy_call(env, lambda token: iter(()), parent="p")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="env"):
+        policy.simpy_call("env", lambda token: iter(()))  # type: ignore[arg-type]
