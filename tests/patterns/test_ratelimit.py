@@ -952,3 +952,236 @@ def test_reprs_name_the_parameters() -> None:
     assert repr(SlidingLogLimiter(5, 1.0)) == "SlidingLogLimiter(limit=5, window=1.0)"
     assert "TieredRateLimiter(local=" in repr(TieredRateLimiter(TokenBucket(1.0, 1),
                                                                  GCRALimiter(1.0, 1)))
+
+
+# =========================================================================== issue 11
+
+
+def _run_in_daemon(target: Callable[[], object]) -> tuple[threading.Thread, list[BaseException]]:
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            target()
+        except BaseException as error:
+            errors.append(error)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, errors
+
+
+@pytest.mark.parametrize("window", [1e10, 1e15, 1e300])
+def test_blocking_acquire_with_a_huge_wait_sleeps_instead_of_overflowing(window: float) -> None:
+    # time.sleep(1e10) raises OverflowError: the default sleep waits in bounded steps.
+    # (The thread sleeps on, a daemon, until the process ends.)
+    limiter = FixedWindowLimiter(1, window)
+    assert limiter.try_acquire()
+    assert limiter.time_until() > 1e9
+    thread, errors = _run_in_daemon(limiter.acquire)
+    thread.join(0.2)
+    assert errors == []
+    assert thread.is_alive()  # asleep, as it should be
+
+
+def test_middleware_waiting_with_a_huge_wait_sleeps_instead_of_overflowing() -> None:
+    limiter = FixedWindowLimiter(1, 1e12)
+    handle = rate_limited(limiter, wait=True)(lambda: "ok")
+    assert handle() == "ok"
+    thread, errors = _run_in_daemon(handle)
+    thread.join(0.2)
+    assert errors == []
+    assert thread.is_alive()
+
+
+def test_asyncio_acquire_with_a_huge_wait() -> None:
+    limiter = FixedWindowLimiter(1, 1e300)
+    assert limiter.try_acquire()
+
+    async def main() -> bool:
+        try:
+            return await asyncio.wait_for(limiter.aacquire(), 0.05)
+        except TimeoutError:
+            return False
+
+    assert asyncio.run(main()) is False  # waited (and was cancelled), did not overflow
+
+
+@pytest.mark.parametrize("build", [
+    lambda: TokenBucket(5e-324, 1),
+    lambda: LeakyBucket(1e-300, 10**9),
+    lambda: GCRALimiter(1e-300, 2**53),
+    lambda: LeakyBucketQueue(5e-324, 1),
+])
+def test_a_rate_so_small_that_capacity_over_rate_overflows_is_refused(
+        build: Callable[[], Any]) -> None:
+    # GCRALimiter(1e-300, 2**53) had an infinite burst tolerance: inf - inf = nan, and
+    # it admitted every request.
+    with pytest.raises(ValueError, match="rate"):
+        build()
+
+
+@pytest.mark.parametrize("build", [
+    lambda: TokenBucket(1.0, 10**400),
+    lambda: GCRALimiter(1.0, 2**60),
+    lambda: FixedWindowLimiter(10**400, 1.0),
+])
+def test_counts_beyond_exact_floats_are_refused(build: Callable[[], Any]) -> None:
+    # TokenBucket(1.0, 10**400) raised OverflowError (float(capacity)).
+    with pytest.raises(ValueError, match=r"capacity|burst|limit"):
+        build()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_huge_n_is_a_value_error_not_an_overflow(kind: str) -> None:
+    limiter = FACTORIES[kind](ManualClock())
+    for method in (limiter.try_acquire, limiter.time_until, limiter.attempt, limiter.refund,
+                   limiter.acquire):
+        with pytest.raises(ValueError, match="n must be"):
+            method(10**400)
+    assert limiter.stats() == RateLimiterStats(0, 0)
+
+
+@pytest.mark.parametrize("build", [
+    lambda: FixedWindowLimiter(2, 1e-300),
+    lambda: SlidingLogLimiter(2, 1e-300),
+    lambda: SlidingWindowCounterLimiter(2, 1e-300),
+    lambda: SlidingWindowCounterLimiter(2, 1.7e308),
+])
+def test_windows_whose_arithmetic_overflows_are_refused(build: Callable[[], Any]) -> None:
+    # A window of 1e-300 s made every clock reading window index inf: the window never
+    # changed again and the limiter refused forever.
+    with pytest.raises(ValueError, match="window"):
+        build()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_acquire_checks_sleep_before_anything(kind: str) -> None:
+    limiter = FACTORIES[kind](ManualClock())
+    with pytest.raises(TypeError, match="sleep"):
+        limiter.acquire(sleep=3)  # type: ignore[arg-type]
+    assert limiter.stats() == RateLimiterStats(0, 0)
+
+
+def test_simpy_acquire_checks_its_arguments_when_called() -> None:
+    limiter = TokenBucket(1.0, 2)
+    with pytest.raises(TypeError, match="env"):
+        limiter.simpy_acquire("env")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="n must be"):
+        limiter.simpy_acquire(simpy.Environment(), 0)
+
+
+def test_exceeded_error_checks_its_arguments() -> None:
+    with pytest.raises(ValueError, match="retry_after"):
+        RateLimitExceededError(math.nan)
+    with pytest.raises(ValueError, match="n must be"):
+        RateLimitExceededError(1.0, 0)
+
+
+# ----------------------------------------------------------------- decorators and coroutines
+
+
+def test_rate_limited_keeps_a_coroutine_function_a_coroutine_function() -> None:
+    import inspect
+
+    limiter = GCRALimiter(100.0, 1, clock=ManualClock())
+
+    @rate_limited(limiter)
+    async def fetch(x: int) -> int:
+        return x * 2
+
+    assert inspect.iscoroutinefunction(fetch)
+    assert fetch.__name__ == "fetch"
+    assert asyncio.run(fetch(21)) == 42
+    with pytest.raises(RateLimitExceededError):
+        asyncio.run(fetch(1))
+
+    @rate_limited(limiter)
+    def plain(x: int) -> int:
+        return x
+
+    assert not inspect.iscoroutinefunction(plain)
+
+
+def test_a_breaker_stacked_over_rate_limited_async_sees_the_failures() -> None:
+    # The issue's case: @breaker over @rate_limited(...) on an async def took the sync
+    # path and recorded an un-awaited coroutine as a success.
+    from patterns.resilience.breaker import CircuitBreaker
+
+    breaker = CircuitBreaker(failure_rate_threshold=0.5, minimum_calls=2, window_size=2,
+                             clock=ManualClock())
+
+    @breaker
+    @rate_limited(GCRALimiter(1e6, 100))
+    async def flaky() -> None:
+        raise ConnectionError("down")
+
+    async def main() -> None:
+        for _ in range(2):
+            with pytest.raises(ConnectionError):
+                await flaky()
+
+    asyncio.run(main())
+    assert breaker.state.value == "open"
+
+
+def test_the_sync_middleware_refuses_a_coroutine_function() -> None:
+    limiter = TokenBucket(1.0, 5, clock=ManualClock())
+
+    async def fetch() -> int:
+        return 1
+
+    class AsyncCall:
+        async def __call__(self) -> int:
+            return 2
+
+    for inner in (fetch, AsyncCall()):
+        middleware = RateLimitMiddleware(inner, limiter)
+        with pytest.raises(TypeError, match="coroutine function"):
+            middleware.call()
+    assert limiter.stats() == RateLimiterStats(0, 0)  # refused before taking a permit
+
+
+def test_the_sync_middleware_refuses_an_awaitable_result_and_gives_the_permit_back() -> None:
+    import warnings
+
+    limiter = TokenBucket(1.0, 1, clock=ManualClock())
+
+    async def work() -> int:
+        return 1
+
+    def returns_a_coroutine() -> Any:
+        return work()
+
+    handle = rate_limited(limiter)(returns_a_coroutine)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "coroutine was never awaited"
+        with pytest.raises(TypeError, match="coroutine"):
+            handle()
+    assert limiter.time_until() == 0.0  # the permit was refunded: the work never ran
+
+
+def test_an_object_with_an_async_call_is_limited_on_the_async_path() -> None:
+    import inspect
+
+    limiter = GCRALimiter(100.0, 1, clock=ManualClock())
+
+    class Fetch:
+        async def __call__(self, x: int) -> int:
+            return x + 1
+
+    fetch = rate_limited(limiter)(Fetch())
+    assert inspect.iscoroutinefunction(fetch)
+    assert asyncio.run(fetch(1)) == 2
+
+
+def test_rate_limited_checks_its_options_when_called() -> None:
+    with pytest.raises(TypeError, match="limiter"):
+        rate_limited("limiter")  # type: ignore[arg-type]
+    limiter = TokenBucket(1.0, 5)
+    with pytest.raises(ValueError, match="cost"):
+        rate_limited(limiter, cost=0)
+    with pytest.raises(ValueError, match="timeout"):
+        rate_limited(limiter, timeout=math.nan)
+    with pytest.raises(TypeError, match="sleep"):
+        rate_limited(limiter, sleep="zzz")  # type: ignore[arg-type]

@@ -9,7 +9,10 @@ never sleeps. Three thin drivers do the waiting, all on the same decision logic:
 * :meth:`RateLimiter.simpy_acquire` yields ``env.timeout(delay)`` in a SimPy process.
 
 Each driver asks for the permits; if they do not fit it sleeps for the time the limiter
-says and asks again, until they are granted or the timeout would pass.
+says and asks again, until they are granted or the timeout would pass. A wait may be
+very long (a window of ``1e10`` s): the default blocking sleep takes it in steps of at
+most an hour, since :func:`time.sleep` raises :class:`OverflowError` beyond
+``threading.TIMEOUT_MAX``.
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Final, Protocol
 
-from patterns._validation import require_non_negative
+from patterns._timers import MAX_WAIT
+from patterns._validation import require_finite, require_int_at_least, require_non_negative
 from patterns.clock import MONOTONIC, Clock
 from patterns.events import Listeners
 
@@ -47,6 +51,10 @@ up to this tolerance is admitted, so a bound such as ``capacity + rate * T`` hol
 
 DEADLINE_SLACK: Final = 1e-9
 """Seconds by which a driver's wait may pass its deadline (float rounding of ``now + wait``)."""
+
+MAX_PERMITS: Final = 2**53
+"""The largest count a limiter accepts (``n``, a capacity, a limit): beyond it a float
+no longer holds every integer, and ``10**400`` would not even convert to one."""
 
 
 # --------------------------------------------------------------------------- events
@@ -105,6 +113,8 @@ class RateLimitExceededError(Exception):
     """A rate-limited call was refused; try again after :attr:`retry_after` seconds."""
 
     def __init__(self, retry_after: float, n: int = 1) -> None:
+        require_non_negative("retry_after", retry_after)
+        require_int_at_least("n", n, 1)
         when = "never (more than the limiter can ever grant)" if math.isinf(retry_after) \
             else f"after {retry_after:.3g} s"
         super().__init__(f"rate limit exceeded for {n} permit(s); retry {when}")
@@ -121,15 +131,75 @@ def bad_permits(n: object, limit: int | None = None) -> ValueError | TypeError:
         return TypeError(f"n must be an int, got {n!r} ({type(n).__name__})")
     if n < 1:
         return ValueError(f"n must be >= 1, got {n!r}")
+    if limit is None or n > MAX_PERMITS:
+        shown = repr(n) if n < 10**30 else f"an int of {n.bit_length()} bits"
+        return ValueError(f"n must be <= 2**53, got {shown}")
     return ValueError(f"n must be <= {limit} (the most this limiter can ever grant at "
                       f"once), got {n!r}")
 
 
 def check_permits(n: int) -> int:
-    """``n`` is an int >= 1 (the cheap test first: this runs on every decision)."""
-    if n.__class__ is not int or n < 1:
+    """``n`` is an int, 1 <= n <= :data:`MAX_PERMITS` (cheap: runs on every decision)."""
+    if n.__class__ is not int or n < 1 or n > MAX_PERMITS:
         raise bad_permits(n)
     return n
+
+
+def check_count(name: str, value: int) -> int:
+    """A capacity, burst or limit: an int, 1 <= value <= :data:`MAX_PERMITS`."""
+    require_int_at_least(name, value, 1)
+    if value > MAX_PERMITS:
+        raise ValueError(f"{name} must be <= 2**53, got {value!r}")
+    return value
+
+
+def check_rate(rate: float, capacity: int, capacity_name: str) -> float:
+    """A finite rate > 0 such that ``capacity / rate`` (the time to refill) is finite."""
+    rate = require_finite("rate", rate)
+    if rate <= 0:
+        raise ValueError(f"rate must be > 0, got {rate!r}")
+    if math.isinf(capacity / rate):
+        raise ValueError(f"rate must be large enough for {capacity_name} / rate to be a "
+                         f"finite number of seconds, got rate={rate!r} with "
+                         f"{capacity_name}={capacity!r}")
+    return rate
+
+
+MIN_WINDOW: Final = 1e-9
+MAX_WINDOW: Final = 1e300
+
+
+def check_window(window: float) -> float:
+    """A window length in seconds within [:data:`MIN_WINDOW`, :data:`MAX_WINDOW`].
+
+    Below a nanosecond, ``now // window`` overflows for ordinary clock readings (and the
+    window never changes again); above ``1e300`` s, window arithmetic overflows.
+    """
+    window = require_finite("window", window)
+    if window <= 0:
+        raise ValueError(f"window must be > 0, got {window!r}")
+    if not MIN_WINDOW <= window <= MAX_WINDOW:
+        raise ValueError(f"window must be within [{MIN_WINDOW:g}, {MAX_WINDOW:g}] seconds, "
+                         f"got {window!r}")
+    return window
+
+
+def check_sleep(sleep: object) -> None:
+    if sleep is not None and not callable(sleep):
+        raise TypeError(f"sleep must be callable, got {sleep!r}")
+
+
+def sleep_blocking(delay: float) -> None:
+    """:func:`time.sleep` for any ``delay`` >= 0, however long (in steps of an hour)."""
+    if delay <= MAX_WAIT:
+        time.sleep(delay)
+        return
+    wake_at = time.monotonic() + delay
+    while True:
+        left = wake_at - time.monotonic()
+        if left <= 0.0:
+            return
+        time.sleep(left if left < MAX_WAIT else MAX_WAIT)
 
 
 def positive_wait(now: float, target: float) -> float:
@@ -151,10 +221,18 @@ def clock_reader(clock: Clock) -> Callable[[], float]:
     """The fastest callable that reads ``clock``: :func:`time.monotonic` for the default."""
     if clock is MONOTONIC:
         return time.monotonic
-    now = getattr(clock, "now", None)
+    now = None if isinstance(clock, type) else getattr(clock, "now", None)
     if not callable(now):
-        raise TypeError(f"clock must have a now() method, got {clock!r}")
+        raise TypeError(f"clock must be a Clock (an object with a now() method), "
+                        f"got {clock!r}")
     return now  # type: ignore[no-any-return]
+
+
+def check_env(env: object) -> None:
+    """``env`` looks like a ``simpy.Environment`` (``now`` and ``timeout()``)."""
+    if isinstance(env, type) or not hasattr(env, "now") or not callable(
+            getattr(env, "timeout", None)):
+        raise TypeError(f"env must be a simpy.Environment, got {env!r}")
 
 
 class _SimEnvironment(Protocol):
@@ -307,12 +385,14 @@ class RateLimiter(ABC):
 
         Returns ``False``, taking nothing, as soon as it is clear that they would not
         be granted within ``timeout`` seconds (``None``: wait as long as it takes).
-        ``sleep`` defaults to :func:`time.sleep`; tests pass
-        :meth:`patterns.clock.ManualClock.sleep`. Raises :class:`ValueError` if ``n``
-        exceeds :attr:`max_permits` (it would wait forever).
+        ``sleep`` defaults to :func:`time.sleep` (in steps of at most an hour, so that
+        any wait works); tests pass :meth:`patterns.clock.ManualClock.sleep`, which gets
+        each whole wait. Raises :class:`ValueError` if ``n`` exceeds :attr:`max_permits`
+        (it would wait forever).
         """
         self._check_fits(n)
-        sleeper = time.sleep if sleep is None else sleep
+        check_sleep(sleep)
+        sleeper = sleep_blocking if sleep is None else sleep
         start = self.clock.now()
         deadline = _deadline(start, timeout)
         while True:
@@ -325,7 +405,8 @@ class RateLimiter(ABC):
                 return True
 
     async def aacquire(self, n: int = 1, *, timeout: float | None = None) -> bool:
-        """Like :meth:`acquire`, waiting with :func:`asyncio.sleep` instead of blocking."""
+        """Like :meth:`acquire`, waiting with :func:`asyncio.sleep` instead of blocking
+        (asyncio takes waits of any length)."""
         self._check_fits(n)
         start = self.clock.now()
         deadline = _deadline(start, timeout)
@@ -343,9 +424,18 @@ class RateLimiter(ABC):
     ) -> Generator[Any, Any, bool]:
         """Like :meth:`acquire`, in simulated time: ``ok = yield from lim.simpy_acquire(env)``.
 
-        The limiter must read the simulation's time (``clock=SimClock(env)``).
+        The limiter must read the simulation's time (``clock=SimClock(env)``). The
+        arguments are checked when this is called, before the process runs.
         """
+        check_env(env)
         self._check_fits(n)
+        if timeout is not None:
+            require_non_negative("timeout", timeout)
+        return self._simpy_acquire(env, n, timeout)
+
+    def _simpy_acquire(
+        self, env: _SimEnvironment, n: int, timeout: float | None
+    ) -> Generator[Any, Any, bool]:
         start = self.clock.now()
         if start != env.now:
             raise ValueError(f"the limiter's clock reads {start!r} but env.now is "
@@ -392,7 +482,7 @@ class LocalRateLimiter(RateLimiter):
         """With the lock held: return ``n`` permits."""
 
     def try_acquire(self, n: int = 1) -> bool:
-        if n.__class__ is not int or n < 1:
+        if n.__class__ is not int or n < 1 or n > MAX_PERMITS:
             raise bad_permits(n)
         with self._lock:
             now = self._now()

@@ -49,23 +49,22 @@ import math
 from collections import deque
 from typing import Final
 
-from patterns._validation import (
-    require_finite,
-    require_int_at_least,
-    require_non_negative,
-    require_positive,
-)
+from patterns._validation import require_non_negative
 from patterns.clock import MONOTONIC, Clock
 from patterns.events import Listeners
 from patterns.resilience.ratelimit._base import (
     EPSILON,
+    MAX_PERMITS,
     Admitted,
     LocalRateLimiter,
     RateLimitEvent,
     Rejected,
     Step,
     bad_permits,
+    check_count,
     check_permits,
+    check_rate,
+    check_window,
     positive_wait,
 )
 
@@ -80,14 +79,6 @@ __all__ = [
 ]
 
 INF: Final = math.inf
-
-
-def _rate(rate: float) -> float:
-    return require_positive("rate", require_finite("rate", rate))
-
-
-def _window(window: float) -> float:
-    return require_positive("window", require_finite("window", window))
 
 
 # =========================================================================== buckets
@@ -114,8 +105,8 @@ class TokenBucket(LocalRateLimiter):
         clock: Clock = MONOTONIC,
         listeners: Listeners[RateLimitEvent] | None = None,
     ) -> None:
-        self.rate = _rate(rate)
-        self.capacity = require_int_at_least("capacity", capacity, 1)
+        self.capacity = check_count("capacity", capacity)
+        self.rate = check_rate(rate, capacity, "capacity")
         self._init_local(clock, listeners)
         self._tokens = float(capacity)
         self._last = self._now()
@@ -183,8 +174,8 @@ class LeakyBucket(LocalRateLimiter):
         clock: Clock = MONOTONIC,
         listeners: Listeners[RateLimitEvent] | None = None,
     ) -> None:
-        self.rate = _rate(rate)
-        self.capacity = require_int_at_least("capacity", capacity, 1)
+        self.capacity = check_count("capacity", capacity)
+        self.rate = check_rate(rate, capacity, "capacity")
         self._init_local(clock, listeners)
         self._level = 0.0
         self._last = self._now()
@@ -251,8 +242,8 @@ class GCRALimiter(LocalRateLimiter):
         clock: Clock = MONOTONIC,
         listeners: Listeners[RateLimitEvent] | None = None,
     ) -> None:
-        self.rate = _rate(rate)
-        self.burst = require_int_at_least("burst", burst, 1)
+        self.burst = check_count("burst", burst)
+        self.rate = check_rate(rate, burst, "burst")
         self._init_local(clock, listeners)
         self._interval = 1.0 / self.rate
         self._tau = self.burst * self._interval
@@ -271,7 +262,7 @@ class GCRALimiter(LocalRateLimiter):
     def try_acquire(self, n: int = 1) -> bool:
         # The hot path, inlined: one lock, one clock reading, a few float operations;
         # the wait for a Rejected event is computed only if someone listens.
-        if n.__class__ is not int or n < 1:
+        if n.__class__ is not int or n < 1 or n > MAX_PERMITS:
             raise bad_permits(n)
         with self._lock:
             now = self._now()
@@ -344,8 +335,8 @@ class LeakyBucketQueue(LocalRateLimiter):
         clock: Clock = MONOTONIC,
         listeners: Listeners[RateLimitEvent] | None = None,
     ) -> None:
-        self.rate = _rate(rate)
-        self.capacity = require_int_at_least("capacity", capacity, 1)
+        self.capacity = check_count("capacity", capacity)
+        self.rate = check_rate(rate, capacity, "capacity")
         self._init_local(clock, listeners)
         self._interval = 1.0 / self.rate
         self._eps = EPSILON * self._interval
@@ -461,8 +452,8 @@ class FixedWindowLimiter(LocalRateLimiter):
         clock: Clock = MONOTONIC,
         listeners: Listeners[RateLimitEvent] | None = None,
     ) -> None:
-        self.limit = require_int_at_least("limit", limit, 1)
-        self.window = _window(window)
+        self.limit = check_count("limit", limit)
+        self.window = check_window(window)
         self._init_local(clock, listeners)
         self._index = -INF
         self._count = 0
@@ -527,8 +518,8 @@ class SlidingLogLimiter(LocalRateLimiter):
         clock: Clock = MONOTONIC,
         listeners: Listeners[RateLimitEvent] | None = None,
     ) -> None:
-        self.limit = require_int_at_least("limit", limit, 1)
-        self.window = _window(window)
+        self.limit = check_count("limit", limit)
+        self.window = check_window(window)
         self._init_local(clock, listeners)
         self._log: deque[tuple[float, int]] = deque()
         self._total = 0
@@ -611,8 +602,8 @@ class SlidingWindowCounterLimiter(LocalRateLimiter):
         clock: Clock = MONOTONIC,
         listeners: Listeners[RateLimitEvent] | None = None,
     ) -> None:
-        self.limit = require_int_at_least("limit", limit, 1)
-        self.window = _window(window)
+        self.limit = check_count("limit", limit)
+        self.window = check_window(window)
         self._init_local(clock, listeners)
         self._index = -INF
         self._previous = 0
