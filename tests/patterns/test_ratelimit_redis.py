@@ -49,6 +49,12 @@ def key() -> str:
     return f"limit:test:{next(_keys)}"
 
 
+def stored(client: redis.Redis, key: str) -> tuple[int, int]:
+    """The state the script keeps: (tat in whole µs, remainder in 1/L µs)."""
+    whole, _, part = client.get(key).decode().partition(":")
+    return int(whole), int(part or 0)
+
+
 def take_all(limiter: RedisGCRALimiter, limit: int = 1000) -> int:
     for admitted in range(limit):
         if not limiter.try_acquire():
@@ -74,10 +80,10 @@ def test_a_refused_request_writes_nothing(client: redis.Redis, key: str) -> None
     # flood of refused requests keeps everyone out. Here a refusal changes nothing.
     limiter = RedisGCRALimiter(client, key, 0.001, 3)
     assert take_all(limiter) == 3
-    state = client.hgetall(key)
+    state = client.get(key)
     for _ in range(200):
         assert not limiter.try_acquire()
-    assert client.hgetall(key) == state
+    assert client.get(key) == state
     assert limiter.stats() == RateLimiterStats(admitted=3, rejected=201)
 
 
@@ -132,9 +138,9 @@ def test_server_time_not_client_time(client: redis.Redis, key: str) -> None:
     server_now = seconds * 1_000_000 + micros
     assert abs(limiter.server_time_us() - server_now) < 200_000
     assert limiter.try_acquire()
-    stored = int(client.hget(key, "tat"))
+    tat, _ = stored(client, key)
     # The stored theoretical arrival time is the server's now plus one interval.
-    assert abs(stored - (server_now + 1_000_000)) < 200_000
+    assert abs(tat - (server_now + 1_000_000)) < 200_000
     assert "redis.call('TIME')" in GCRA_SCRIPT
 
 
@@ -143,18 +149,18 @@ def test_exact_fractions_of_a_microsecond(client: redis.Redis, key: str) -> None
     limiter = RedisGCRALimiter(client, key, 1.5, 3)
     assert limiter.interval_us == Fraction(2_000_000, 3)
     start = limiter.server_time_us()
-    stored = []
+    states = []
     for _ in range(3):
         assert limiter.try_acquire()
-        stored.append((int(client.hget(key, "tat")), int(client.hget(key, "frac"))))
+        states.append(stored(client, key))
     # The remainders carry: 2/3, 4/3 = 1 + 1/3, 3/3 = 1 + 0 (in thirds of a µs) ...
-    assert [frac for _, frac in stored] == [2, 1, 0]
+    assert [frac for _, frac in states] == [2, 1, 0]
+    assert client.get(key) == str(states[2][0]).encode()  # no remainder: a plain integer
     # ... so the three intervals add up to exactly 2 s after the first one's start.
-    assert stored[2][0] - stored[0][0] == 1_333_334
-    assert 666_666 <= stored[0][0] - start < 666_666 + 100_000
+    assert states[2][0] - states[0][0] == 1_333_334
+    assert 666_666 <= states[0][0] - start < 666_666 + 100_000
     limiter.refund(1)
-    assert (int(client.hget(key, "tat")), int(client.hget(key, "frac"))) == \
-        (stored[1][0], stored[1][1])
+    assert stored(client, key) == states[1]
 
 
 def test_the_key_expires_once_the_bucket_is_full_again(client: redis.Redis, key: str) -> None:
@@ -178,7 +184,7 @@ def test_same_instant_requests_are_all_counted(client: redis.Redis, key: str) ->
         script(keys=[key], args=[q, r, limiter.interval_us.denominator, limiter._tolerance,
                                  1, "take"], client=pipe)
     results = pipe.execute()
-    assert sum(allowed for allowed, _, _ in results) == 100
+    assert sum(wait == 0 for wait in results) == 100
 
 
 # =========================================================================== sharing
@@ -277,6 +283,8 @@ def test_validation(client: redis.Redis) -> None:
         RedisGCRALimiter(object(), "k", 1.0, 1)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="key must be a non-empty str"):
         RedisGCRALimiter(client, "", 1.0, 1)
+    with pytest.raises(TypeError, match="key must be a non-empty str"):
+        RedisGCRALimiter(client, b"k", 1.0, 1)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="rate must be > 0, got 0"):
         RedisGCRALimiter(client, "k", 0, 1)
     with pytest.raises(ValueError, match="burst must be >= 1, got 0"):
@@ -386,3 +394,205 @@ def test_when_unavailable_and_cooldown_are_validated(client: redis.Redis) -> Non
         RedisGCRALimiter(client, "k", rate=1, burst=1, when_unavailable="open")
     with pytest.raises(ValueError, match="unavailable_cooldown"):
         RedisGCRALimiter(client, "k", rate=1, burst=1, unavailable_cooldown=-1.0)
+
+
+# =========================================================================== issue 11
+
+
+@pytest.fixture(scope="module")
+def password_server() -> Iterator[int]:
+    """A second throw-away redis-server that requires a password ("s3cret")."""
+    import shutil
+    import socket
+    import subprocess
+    import tempfile
+
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server is not installed")
+    with tempfile.TemporaryDirectory(prefix="redis-auth-") as directory:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        process = subprocess.Popen(
+            [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", directory, "--requirepass", "s3cret"],
+            cwd=directory, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        try:
+            give_up = time.monotonic() + 10.0
+            while True:
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                    break
+                except OSError:
+                    if process.poll() is not None or time.monotonic() > give_up:
+                        raise RuntimeError("redis-server with a password did not start") \
+                            from None
+                    time.sleep(0.02)
+            yield port
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
+
+
+def _no_retry() -> dict[str, object]:
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    return {"socket_connect_timeout": 2.0, "retry": Retry(NoBackoff(), 0)}
+
+
+@pytest.mark.parametrize("mode", ["admit", "reject", "raise"])
+@pytest.mark.parametrize("credentials", [
+    {"password": "wrong"},  # WRONGPASS
+    {},  # NOAUTH: no password at all
+    {"username": "nobody", "password": "s3cret"},  # no such user
+])
+def test_a_wrong_password_raises_whatever_the_mode(password_server: int, mode: str,
+                                                   credentials: dict[str, str]) -> None:
+    # A wrong password used to count as "Redis is down": with when_unavailable="admit"
+    # every request went through, and limiting was silently off.
+    client = redis.Redis(host="127.0.0.1", port=password_server, **credentials, **_no_retry())
+    limiter = RedisGCRALimiter(client, "limit:auth", 1.0, 1, when_unavailable=mode)
+    for _ in range(3):
+        with pytest.raises(redis.exceptions.AuthenticationError):
+            limiter.try_acquire()
+    with pytest.raises(redis.exceptions.AuthenticationError):
+        limiter.time_until()
+    with pytest.raises(redis.exceptions.AuthenticationError):
+        limiter.refund()
+    assert limiter.unavailable == 0
+    assert limiter.stats() == RateLimiterStats(admitted=0, rejected=0)
+    client.close()
+
+
+def test_the_right_password_limits(password_server: int) -> None:
+    client = redis.Redis(host="127.0.0.1", port=password_server, password="s3cret")
+    limiter = RedisGCRALimiter(client, f"limit:auth:{next(_keys)}", 0.001, 2,
+                               when_unavailable="admit")
+    assert take_all(limiter) == 2
+    client.close()
+
+
+def test_a_user_without_permission_raises(password_server: int) -> None:
+    admin = redis.Redis(host="127.0.0.1", port=password_server, password="s3cret")
+    admin.execute_command("ACL", "SETUSER", "reader", "on", ">pw", "~*", "+get")
+    client = redis.Redis(host="127.0.0.1", port=password_server, username="reader",
+                         password="pw")
+    limiter = RedisGCRALimiter(client, "limit:perm", 1.0, 1, when_unavailable="admit")
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        limiter.try_acquire()
+    assert limiter.unavailable == 0
+    client.close()
+    admin.close()
+
+
+def test_a_wrong_database_raises(redis_server: int) -> None:
+    client = redis.Redis(host="127.0.0.1", port=redis_server, db=99, **_no_retry())
+    limiter = RedisGCRALimiter(client, "limit:db", 1.0, 1, when_unavailable="admit")
+    with pytest.raises(redis.exceptions.ResponseError, match="DB index"):
+        limiter.try_acquire()
+    assert limiter.unavailable == 0
+
+
+@pytest.mark.parametrize("mode", ["admit", "reject"])
+def test_a_key_that_does_not_hold_a_limit_raises(client: redis.Redis, key: str,
+                                                 mode: str) -> None:
+    limiter = RedisGCRALimiter(client, key, 1.0, 1, when_unavailable=mode)
+    client.rpush(key, "a list")
+    with pytest.raises(redis.exceptions.ResponseError, match="WRONGTYPE"):
+        limiter.try_acquire()
+    client.delete(key)
+    client.set(key, "not a time")
+    with pytest.raises(redis.exceptions.ResponseError, match="GCRA"):
+        limiter.try_acquire()
+    assert client.get(key) == b"not a time"  # left as it was
+    assert limiter.unavailable == 0
+
+
+class _FailingClient:
+    """A client whose script raises ``error`` on every call."""
+
+    def __init__(self, error: BaseException) -> None:
+        self.error, self.attempts = error, 0
+
+    def register_script(self, script: str):  # type: ignore[no-untyped-def]
+        def call(**kwargs: object) -> object:
+            self.attempts += 1
+            raise self.error
+
+        return call
+
+
+@pytest.mark.parametrize("error", [
+    redis.exceptions.ResponseError("unknown command 'EVALSHA'"),
+    redis.exceptions.ResponseError("Error running script (call to f_0): @user_script:1: x"),
+    redis.exceptions.OutOfMemoryError("command not allowed when used memory > 'maxmemory'"),
+    redis.exceptions.ReadOnlyError("You can't write against a read only replica."),
+    redis.exceptions.AuthorizationError("not authorized"),
+    redis.exceptions.DataError("Invalid input of type: 'dict'"),
+])
+def test_misconfiguration_raises_in_every_mode(error: Exception) -> None:
+    for mode in ("admit", "reject"):
+        limiter = RedisGCRALimiter(_FailingClient(error), "limit:x", 1.0, 1,
+                                   when_unavailable=mode)
+        with pytest.raises(type(error)):
+            limiter.try_acquire()
+        assert limiter.unavailable == 0
+
+
+@pytest.mark.parametrize("error", [
+    redis.exceptions.ConnectionError("Error 111 connecting. Connection refused."),
+    redis.exceptions.TimeoutError("Timeout reading from socket"),
+    redis.exceptions.BusyLoadingError("Redis is loading the dataset in memory"),
+    redis.exceptions.ResponseError("BUSY Redis is busy running a script. You can only "
+                                   "call SCRIPT KILL or SHUTDOWN NOSAVE."),
+    redis.exceptions.MasterDownError("Link with MASTER is down"),
+    redis.exceptions.TryAgainError("Multiple keys request during rehashing of slot"),
+    ConnectionResetError("reset by peer"),
+])
+def test_connectivity_failures_are_unavailability(error: Exception) -> None:
+    limiter = RedisGCRALimiter(_FailingClient(error), "limit:x", 1.0, 1,
+                               when_unavailable="admit")
+    assert limiter.try_acquire()
+    assert limiter.unavailable == 1
+
+
+# --------------------------------------------------------------------------- lean script
+
+
+def _commands(client: redis.Redis) -> dict[str, int]:
+    stats = client.info("commandstats")
+    return {name.removeprefix("cmdstat_"): int(value["calls"]) for name, value in stats.items()
+            if name not in ("cmdstat_info", "cmdstat_config|resetstat")}
+
+
+@pytest.mark.parametrize(("rate", "burst", "admitted"), [
+    (0.001, 1, False),  # refused: nothing written
+    (1e5, 10**6, True),  # admitted, the state stored
+    (1.5, 10**6, True),  # admitted, with a remainder of a microsecond
+])
+def test_a_decision_is_one_evalsha_reading_time_and_state(client: redis.Redis, key: str,
+                                                          rate: float, burst: int,
+                                                          admitted: bool) -> None:
+    # It used to be EVALSHA + TIME + HMGET + HSET + PEXPIRE (5) per admission.
+    limiter = RedisGCRALimiter(client, key, rate, burst)
+    limiter.try_acquire()  # the state exists (and the script is loaded)
+    client.config_resetstat()
+    results = [limiter.try_acquire() for _ in range(50)]
+    assert all(results) if admitted else not any(results)
+    commands = _commands(client)
+    writes = {"set": 50} if admitted else {}
+    assert commands == {"evalsha": 50, "time": 50, "get": 50, **writes}
+
+
+def test_the_script_is_loaded_again_after_a_flush(client: redis.Redis, key: str) -> None:
+    limiter = RedisGCRALimiter(client, key, 0.001, 2)
+    assert limiter.try_acquire()
+    client.script_flush()  # a restart or a failover loses the script cache
+    assert limiter.try_acquire()
+    assert not limiter.try_acquire()
