@@ -103,7 +103,7 @@ class RequestFailedError(IdempotencyError):
 
 
 class ResponseNotRecordedError(IdempotencyError):
-    """The effect of this key RAN, but its response could not be recorded.
+    """The effect of this key RAN, but its response could not be recorded (guide 5.5).
 
     Raised to the first caller (``response`` holds what the effect returned) and to
     every duplicate until the record expires (``response`` is ``None`` there): the
