@@ -8,6 +8,7 @@ simulation's ``env.now`` (see ``simulations.kit.clock.SimClock``).
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from typing import Final, Protocol, runtime_checkable
@@ -87,11 +88,19 @@ class ManualClock:
         return self._now
 
     def advance(self, seconds: float) -> float:
-        """Move the clock forward by ``seconds`` (finite, >= 0) and return the new time."""
+        """Move the clock forward by ``seconds`` (finite, >= 0) and return the new time.
+
+        Refused (:class:`ValueError`, the clock unchanged) if the new reading would not
+        be a finite float: time never reaches infinity.
+        """
         require_finite_non_negative("seconds", seconds)
         with self._lock:
-            self._now += seconds
-            return self._now
+            moved = self._now + seconds
+            if math.isinf(moved):
+                raise ValueError(f"seconds must keep the clock finite (it reads "
+                                 f"{self._now!r}), got {seconds!r}")
+            self._now = moved
+            return moved
 
     def set(self, when: float) -> None:
         """Move the clock to ``when``, which must not be earlier than now."""

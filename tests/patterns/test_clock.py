@@ -251,3 +251,27 @@ def test_one_wall_clock_serves_every_pattern_that_needs_one() -> None:
     assert eventsourcing.WALL_CLOCK is WALL_CLOCK
     assert crdt.WALL_CLOCK is WALL_CLOCK
     assert crdt.WallClock is WallClock
+
+
+# --------------------------------------------------------------------------- issue 11
+
+
+def test_a_manual_clock_never_advances_to_infinity() -> None:
+    # 1e308 + 1e308 is inf: every deadline and limiter on the clock turned to nan.
+    from patterns.clock import ManualClock
+
+    clock = ManualClock(1e308)
+    for move in (lambda: clock.advance(1e308), lambda: clock.sleep(1.7e308)):
+        with pytest.raises(ValueError, match="seconds"):
+            move()
+    assert clock.now() == 1e308
+    assert clock.slept == []
+
+
+def test_a_manual_clock_refuses_a_class_as_start_and_bools() -> None:
+    from patterns.clock import ManualClock
+
+    with pytest.raises(TypeError, match="start"):
+        ManualClock(True)
+    with pytest.raises(TypeError, match="seconds"):
+        ManualClock().advance(True)
