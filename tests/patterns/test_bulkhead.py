@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import inspect
 import math
 import pickle
 import subprocess
@@ -479,7 +481,7 @@ def test_call_refuses_an_async_function() -> None:
     async def fetch() -> int:
         return 1
 
-    with pytest.raises(TypeError, match="Bulkhead.call cannot run .*fetch.*coroutine function"):
+    with pytest.raises(TypeError, match=r"Bulkhead.call cannot run .*fetch.*coroutine function"):
         Bulkhead("db", 1).call(fetch)  # type: ignore[arg-type]
 
 
@@ -1030,3 +1032,40 @@ def test_thread_pool_validation_and_repr() -> None:
         assert isinstance(pool.listeners, Listeners)
         with pytest.raises(TypeError, match="fn must be callable"):
             pool.submit(3)  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------- issue 11
+
+
+def test_call_refuses_a_coroutine_function_before_taking_a_permit() -> None:
+    # It used to take a permit (and wait in the queue for one) before noticing.
+    bulkhead = Bulkhead("db", 1)
+
+    async def fetch() -> int:
+        return 1
+
+    with pytest.raises(TypeError, match=r"Bulkhead.call"):
+        bulkhead.call(functools.partial(fetch))  # type: ignore[arg-type]
+    assert bulkhead.metrics().permitted == 0
+
+
+def test_thread_pool_refuses_a_coroutine_function_at_submit() -> None:
+    # Its future used to hold an un-awaited coroutine as the "result".
+    async def fetch() -> int:
+        return 1
+
+    with ThreadPoolBulkhead("db", 1) as pool:
+        with pytest.raises(TypeError, match=r"ThreadPoolBulkhead.submit.*coroutine function"):
+            pool.submit(fetch)  # type: ignore[arg-type]
+        future = pool.submit(lambda: fetch())
+        with pytest.raises(TypeError, match=r"ThreadPoolBulkhead.submit got a coroutine"):
+            future.result(timeout=5)
+        assert pool.metrics().permitted == 1
+
+
+def test_the_decorator_keeps_an_async_callable_object_async() -> None:
+    class Fetch:
+        async def __call__(self) -> int:
+            return 1
+
+    assert inspect.iscoroutinefunction(Bulkhead("db", 1)(Fetch()))

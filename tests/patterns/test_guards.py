@@ -19,9 +19,8 @@ from patterns.resilience.breaker import (
     CircuitOpenError,
     CircuitState,
 )
-from patterns.resilience.bulkhead import Bulkhead, BulkheadFullError
+from patterns.resilience.bulkhead import Bulkhead, BulkheadFullError, CallPermitted
 from patterns.resilience.bulkhead import CallFinished as SlotFreed
-from patterns.resilience.bulkhead import CallPermitted
 from patterns.resilience.guards import DEFAULT_ORDER, Guard
 from patterns.resilience.ratelimit import Admitted, RateLimitExceededError, TokenBucket
 from patterns.resilience.retry import (
@@ -132,7 +131,8 @@ def test_layers_must_be_of_the_right_kind() -> None:
 def test_an_open_breaker_fails_fast_takes_no_permit_and_is_not_retried() -> None:
     log: list[str] = []
     guard = build(log)
-    assert guard.breaker is not None and guard.limiter is not None
+    assert guard.breaker is not None
+    assert guard.limiter is not None
     guard.breaker.force_open()
     log.clear()
     calls = []
@@ -180,7 +180,8 @@ def test_a_full_bulkhead_is_neither_a_failure_nor_retried() -> None:
         guard.call(lambda: None)
     held.release()
     assert log.count("retry:AttemptStarted") == 1
-    assert "breaker:CallIgnored" in log and "breaker:CallFailed" not in log
+    assert "breaker:CallIgnored" in log
+    assert "breaker:CallFailed" not in log
 
 
 def test_a_rate_limited_attempt_is_retried_only_after_its_retry_after() -> None:
@@ -223,7 +224,7 @@ def test_a_timeout_is_a_failure_of_the_attempt_for_the_breaker() -> None:
 
     with pytest.raises(DeadlineExceededError):
         asyncio.run(asyncio.wait_for(guard.acall(slow), timeout=5))
-    assert [type(e) for e in events][0] is CallFailed
+    assert type(events[0]) is CallFailed
     assert breaker.state is CircuitState.OPEN
 
 
@@ -248,11 +249,11 @@ def test_call_refuses_async_functions_and_acall_plain_ones() -> None:
     async def fetch() -> int:
         return 1
 
-    with pytest.raises(TypeError, match="Guard.call.*coroutine function.*acall"):
+    with pytest.raises(TypeError, match=r"Guard.call.*coroutine function.*acall"):
         guard.call(fetch)  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match="Guard.call"):
+    with pytest.raises(TypeError, match=r"Guard.call"):
         guard.call(functools.partial(fetch))  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match="Guard.acall.*not awaitable"):
+    with pytest.raises(TypeError, match=r"Guard.acall.*not awaitable"):
         asyncio.run(guard.acall(lambda: 1))  # type: ignore[arg-type, return-value]
     assert not [e for e in events if isinstance(e, CallFailed | CallSucceeded)]
     assert breaker.state is CircuitState.CLOSED

@@ -1246,3 +1246,45 @@ def test_sleep_and_asleep_must_be_callable() -> None:
         RetryPolicy(asleep=0.5)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="sleep"):
         RetryPolicy(sleep="time.sleep")  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------- issue 11
+
+
+def test_call_refuses_a_coroutine_function_before_counting_it_in_the_budget() -> None:
+    # It used to record the call in the budget (and start an attempt) first.
+    budget = RetryBudget()
+    policy = RetryPolicy(budget=budget)
+    started: list[object] = []
+    policy.listeners.add(started.append)
+
+    async def fetch() -> int:
+        return 1
+
+    with pytest.raises(TypeError, match=r"RetryPolicy.call"):
+        policy.call(fetch)  # type: ignore[arg-type]
+    assert budget.snapshot().calls == 0
+    assert started == []
+
+
+def test_call_refuses_an_awaitable_result_that_is_not_a_coroutine() -> None:
+    loop = asyncio.new_event_loop()
+    try:
+        with pytest.raises(TypeError, match=r"RetryPolicy.call got an awaitable"):
+            RetryPolicy().call(loop.create_future)
+    finally:
+        loop.close()
+
+
+def test_acall_does_not_retry_a_plain_function() -> None:
+    # `await 1` raised a TypeError that was retried: the plain function ran three times.
+    calls: list[int] = []
+
+    def plain() -> int:
+        calls.append(1)
+        return 1
+
+    policy = RetryPolicy(stop=StopAfterAttempts(3), backoff=ConstantBackoff(0.0))
+    with pytest.raises(TypeError, match=r"RetryPolicy.acall.*not awaitable"):
+        asyncio.run(policy.acall(plain))  # type: ignore[arg-type]
+    assert calls == [1]
