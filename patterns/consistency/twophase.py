@@ -17,29 +17,41 @@ What the guide's sketch gets wrong, and this module does differently:
 * a commit-phase failure is only logged (``log::error!``) and the call returns ``Ok``
   while a participant never committed; here it is retried and, if still failing, the
   transaction stays pending in the log and the result says who has not acknowledged;
-* prepares run one after the other; here they run concurrently, each with its timeout.
+* prepares run one after the other; here they run concurrently, each with its timeout,
+  in daemon threads (a participant that never answers holds neither the coordinator
+  nor the process's exit);
+* nothing says who may decide; here the log takes one decision per transaction
+  (compare-and-set), refuses to finish an undecided one, and recovery presumes abort
+  only for transactions older than their coordinator's prepare timeout.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Final, Protocol
 
-from patterns._validation import require_positive
-from patterns.clock import MONOTONIC, Clock
+from patterns._validation import (
+    require_finite_non_negative,
+    require_finite_positive,
+    require_positive,
+)
+from patterns.clock import MONOTONIC, WALL_CLOCK, Clock
 from patterns.events import Listeners
 from patterns.resilience.backoff import ExponentialBackoff
 from patterns.resilience.retry import RetryPolicy, StopAfterAttempts
 from patterns.storage.sqlite import SQLiteDatabase
 
 __all__ = [
+    "DEFAULT_RECOVERY_GRACE",
+    "MAX_PREPARE_TIMEOUT",
     "Decision",
     "DecisionLog",
     "DecisionLogged",
@@ -62,6 +74,35 @@ def _require_id(name: str, value: object) -> str:
     if not value.strip():
         raise ValueError(f"{name} must be a non-empty string, got {value!r}")
     return value
+
+
+_WAIT_CHUNK: Final = 3600.0  # seconds per Condition.wait: far below threading.TIMEOUT_MAX
+
+MAX_PREPARE_TIMEOUT: Final = 365 * 86_400.0
+"""The longest ``prepare_timeout`` accepted, in seconds (one year)."""
+
+DEFAULT_RECOVERY_GRACE: Final = 5.0
+"""Seconds beyond ``prepare_timeout`` that recovery leaves an undecided transaction to
+its coordinator (see :meth:`TwoPhaseCoordinator.recover`)."""
+
+
+def _check_clock(clock: object) -> Clock:
+    if not isinstance(clock, Clock):
+        raise TypeError(f"clock must be a Clock (a now() method), got {clock!r}")
+    return clock
+
+
+def _check_participants(participants: object) -> tuple[str, ...]:
+    if isinstance(participants, str | bytes) or not isinstance(participants, tuple | list):
+        raise TypeError(f"participants must be a tuple of names, got {participants!r}")
+    names = tuple(participants)
+    for name in names:
+        _require_id("participant name", name)
+        if "\n" in name:
+            raise ValueError(f"participant names must not contain newlines, got {name!r}")
+    if len(set(names)) != len(names):
+        raise ValueError(f"participants must have distinct names, got {names!r}")
+    return names
 
 
 class Decision(StrEnum):
@@ -87,15 +128,30 @@ class Participant(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class PendingTransaction:
-    """A transaction begun and not yet acknowledged by every participant."""
+    """A transaction begun and not yet acknowledged by every participant.
+
+    ``began_at``: when it was begun, on the log's clock (``None`` if the log does not
+    know, e.g. a log written before this field existed).
+    """
 
     txid: str
     participants: tuple[str, ...]
     decision: Decision | None
+    began_at: float | None = None
 
 
 class DecisionLog(ABC):
-    """Durable record of the coordinator's transactions and decisions. Thread-safe."""
+    """Durable record of the coordinator's transactions and decisions. Thread-safe.
+
+    The decision is written once (compare-and-set): a second, different decision is
+    refused, so a recovering coordinator that presumes abort and a slow coordinator that
+    decides commit cannot both win. A transaction is finished only once decided, and a
+    finished transaction takes no other decision. ``clock`` stamps :attr:`began_at
+    <PendingTransaction.began_at>`; it is the wall clock by default because the stamp is
+    compared by another process (a recovering coordinator), possibly after a reboot.
+    """
+
+    clock: Clock = WALL_CLOCK
 
     @abstractmethod
     def begin(self, txid: str, participants: tuple[str, ...]) -> None:
@@ -111,7 +167,7 @@ class DecisionLog(ABC):
 
     @abstractmethod
     def finish(self, txid: str) -> None:
-        """Every participant acknowledged the decision."""
+        """Every participant acknowledged the decision (an undecided one is an error)."""
 
     @abstractmethod
     def pending(self) -> list[PendingTransaction]:
@@ -125,14 +181,27 @@ class DecisionLog(ABC):
         return decision
 
 
+def _undecided(txid: str) -> ValueError:
+    return ValueError(f"txid {txid!r} cannot finish: no decision is logged yet")
+
+
+@dataclass(slots=True)
+class _Tx:
+    participants: tuple[str, ...]
+    began_at: float
+    decision: Decision | None = None
+    finished: bool = False
+
+
 class InMemoryDecisionLog(DecisionLog):
     """A decision log in a dict: for simulations and fast tests."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, clock: Clock = WALL_CLOCK) -> None:
+        self.clock = _check_clock(clock)
         self._lock = threading.Lock()
-        self._tx: dict[str, list[Any]] = {}  # txid -> [participants, decision, finished]
+        self._tx: dict[str, _Tx] = {}
 
-    def _get(self, txid: str) -> list[Any]:
+    def _get(self, txid: str) -> _Tx:
         entry = self._tx.get(txid)
         if entry is None:
             raise LookupError(f"txid {txid!r} is not in the log")
@@ -140,33 +209,41 @@ class InMemoryDecisionLog(DecisionLog):
 
     def begin(self, txid: str, participants: tuple[str, ...]) -> None:
         _require_id("txid", txid)
+        names = _check_participants(participants)
         with self._lock:
             if txid in self._tx:
                 raise ValueError(f"txid {txid!r} already exists in the log")
-            self._tx[txid] = [tuple(participants), None, False]
+            self._tx[txid] = _Tx(names, self.clock.now())
 
     def decide(self, txid: str, decision: Decision) -> None:
         decision = self._check(txid, decision)
         with self._lock:
             entry = self._get(txid)
-            if entry[1] is not None and entry[1] is not decision:
-                raise ValueError(f"txid {txid!r} already decided {entry[1].value}, "
+            if entry.decision is not None and entry.decision is not decision:
+                raise ValueError(f"txid {txid!r} already decided {entry.decision.value}, "
                                  f"got decision {decision.value!r}")
-            entry[1] = decision
+            entry.decision = decision
 
     def decision(self, txid: str) -> Decision | None:
+        _require_id("txid", txid)
         with self._lock:
-            result: Decision | None = self._get(txid)[1]
-            return result
+            return self._get(txid).decision
 
     def finish(self, txid: str) -> None:
+        _require_id("txid", txid)
         with self._lock:
-            self._get(txid)[2] = True
+            entry = self._get(txid)
+            if entry.decision is None:
+                raise _undecided(txid)
+            entry.finished = True
 
     def pending(self) -> list[PendingTransaction]:
         with self._lock:
-            return [PendingTransaction(txid, entry[0], entry[1])
-                    for txid, entry in self._tx.items() if not entry[2]]
+            return [PendingTransaction(txid, entry.participants, entry.decision, entry.began_at)
+                    for txid, entry in self._tx.items() if not entry.finished]
+
+    def __repr__(self) -> str:
+        return f"InMemoryDecisionLog({len(self._tx)} transactions)"
 
 
 _SCHEMA = """
@@ -175,29 +252,40 @@ CREATE TABLE IF NOT EXISTS twophase_tx (
     txid TEXT NOT NULL UNIQUE,
     participants TEXT NOT NULL,
     decision TEXT,
-    finished INTEGER NOT NULL DEFAULT 0
+    finished INTEGER NOT NULL DEFAULT 0,
+    began_at REAL
 );
 """
 
 
 class SQLiteDecisionLog(DecisionLog):
-    """A decision log in SQLite: survives a coordinator crash."""
+    """A decision log in SQLite: survives a coordinator crash.
 
-    def __init__(self, database: SQLiteDatabase | str | Path) -> None:
+    ``began_at`` is stored on ``clock``, the wall clock by default (see
+    :class:`DecisionLog`).
+    """
+
+    def __init__(self, database: SQLiteDatabase | str | Path, *,
+                 clock: Clock = WALL_CLOCK) -> None:
+        if not isinstance(database, SQLiteDatabase | str | Path):
+            raise TypeError(f"database must be a SQLiteDatabase or a path, got {database!r}")
+        self.clock = _check_clock(clock)
         self.database = (database if isinstance(database, SQLiteDatabase)
                          else SQLiteDatabase(database))
         self.database.executescript(_SCHEMA)
+        with self.database.transaction() as c:  # logs made before began_at existed
+            columns = {row[1] for row in c.execute("PRAGMA table_info(twophase_tx)")}
+            if "began_at" not in columns:
+                c.execute("ALTER TABLE twophase_tx ADD COLUMN began_at REAL")
 
     def begin(self, txid: str, participants: tuple[str, ...]) -> None:
         _require_id("txid", txid)
-        for name in participants:
-            if "\n" in name:
-                raise ValueError(f"participant names must not contain newlines, got {name!r}")
+        names = _check_participants(participants)
         with self.database.transaction() as c:
             if c.execute("SELECT 1 FROM twophase_tx WHERE txid = ?", (txid,)).fetchone():
                 raise ValueError(f"txid {txid!r} already exists in the log")
-            c.execute("INSERT INTO twophase_tx (txid, participants) VALUES (?, ?)",
-                      (txid, "\n".join(participants)))
+            c.execute("INSERT INTO twophase_tx (txid, participants, began_at) VALUES (?, ?, ?)",
+                      (txid, "\n".join(names), self.clock.now()))
 
     def decide(self, txid: str, decision: Decision) -> None:
         decision = self._check(txid, decision)
@@ -213,6 +301,7 @@ class SQLiteDecisionLog(DecisionLog):
                       (decision.value, txid))
 
     def decision(self, txid: str) -> Decision | None:
+        _require_id("txid", txid)
         row = self.database.connection().execute(
             "SELECT decision FROM twophase_tx WHERE txid = ?", (txid,)).fetchone()
         if row is None:
@@ -220,18 +309,26 @@ class SQLiteDecisionLog(DecisionLog):
         return None if row[0] is None else Decision(row[0])
 
     def finish(self, txid: str) -> None:
+        _require_id("txid", txid)
         with self.database.transaction() as c:
-            if c.execute("UPDATE twophase_tx SET finished = 1 WHERE txid = ?",
-                         (txid,)).rowcount == 0:
+            row = c.execute("SELECT decision FROM twophase_tx WHERE txid = ?",
+                            (txid,)).fetchone()
+            if row is None:
                 raise LookupError(f"txid {txid!r} is not in the log")
+            if row[0] is None:
+                raise _undecided(txid)
+            c.execute("UPDATE twophase_tx SET finished = 1 WHERE txid = ?", (txid,))
 
     def pending(self) -> list[PendingTransaction]:
         rows = self.database.connection().execute(
-            "SELECT txid, participants, decision FROM twophase_tx WHERE finished = 0 "
-            "ORDER BY seq").fetchall()
+            "SELECT txid, participants, decision, began_at FROM twophase_tx "
+            "WHERE finished = 0 ORDER BY seq").fetchall()
         return [PendingTransaction(txid, tuple(p.split("\n")) if p else (),
-                                   None if d is None else Decision(d))
-                for txid, p, d in rows]
+                                   None if d is None else Decision(d), began)
+                for txid, p, d, began in rows]
+
+    def __repr__(self) -> str:
+        return f"SQLiteDecisionLog({self.database!r})"
 
 
 # --------------------------------------------------------------------------- events
@@ -284,12 +381,31 @@ class TransactionResult:
 # --------------------------------------------------------------------------- coordinator
 
 
+def _vote(prepare: Callable[[str], bool], txid: str, name: str) -> Future[bool]:
+    """Run ``prepare(txid)`` in a daemon thread: a participant that never answers must
+    neither block the coordinator nor keep the process from exiting."""
+    future: Future[bool] = Future()
+
+    def work() -> None:
+        if not future.set_running_or_notify_cancel():
+            return
+        try:
+            future.set_result(prepare(txid))
+        except BaseException as error:  # reported as a missing vote
+            future.set_exception(error)
+
+    threading.Thread(target=work, name=f"2pc-prepare-{name}-{txid}", daemon=True).start()
+    return future
+
+
 class TwoPhaseCoordinator:
     """Runs two-phase commit over named participants, with a durable decision log.
 
-    ``prepare_timeout``: seconds to wait for all votes (a missing vote counts as no).
-    ``decision_retry``: retries each commit/abort send (default 5 attempts, exponential
-    back-off from 50 ms). Listeners receive :class:`TwoPhaseEvent` s.
+    ``prepare_timeout``: seconds to wait for all votes (a missing vote counts as no;
+    finite, at most :data:`MAX_PREPARE_TIMEOUT`). Each prepare runs in its own daemon
+    thread, so a participant that never returns holds neither the coordinator nor the
+    process. ``decision_retry``: retries each commit/abort send (default 5 attempts,
+    exponential back-off from 50 ms). Listeners receive :class:`TwoPhaseEvent` s.
     """
 
     def __init__(self, participants: Mapping[str, Participant], log: DecisionLog, *,
@@ -297,37 +413,40 @@ class TwoPhaseCoordinator:
                  clock: Clock = MONOTONIC) -> None:
         if not isinstance(participants, Mapping) or not participants:
             raise ValueError(f"participants must be a non-empty mapping, got {participants!r}")
+        _check_participants(tuple(participants))
         for name, participant in participants.items():
-            _require_id("participant name", name)
             for method in ("prepare", "commit", "abort"):
                 if not callable(getattr(participant, method, None)):
                     raise TypeError(f"participant {name!r} has no {method}() method: "
                                     f"{participant!r}")
         if not isinstance(log, DecisionLog):
             raise TypeError(f"log must be a DecisionLog, got {log!r}")
+        if decision_retry is not None and not isinstance(decision_retry, RetryPolicy):
+            raise TypeError(f"decision_retry must be a RetryPolicy or None, "
+                            f"got {decision_retry!r}")
+        require_finite_positive("prepare_timeout", prepare_timeout)
+        if prepare_timeout > MAX_PREPARE_TIMEOUT:
+            raise ValueError(f"prepare_timeout must be at most {MAX_PREPARE_TIMEOUT!r} s, "
+                             f"got {prepare_timeout!r}")
         self.participants = dict(participants)
         self.log = log
-        self.prepare_timeout = require_positive("prepare_timeout", prepare_timeout)
+        self.prepare_timeout = prepare_timeout
         self.decision_retry = decision_retry or RetryPolicy(
             stop=StopAfterAttempts(5), backoff=ExponentialBackoff(0.05, cap=1.0))
-        self.clock = clock
+        self.clock = _check_clock(clock)
         self.listeners: Listeners[TwoPhaseEvent] = Listeners()
 
     def _emit(self, event: TwoPhaseEvent) -> None:
         self.listeners.emit(event)
 
     def _votes(self, txid: str) -> dict[str, bool | None]:
-        # Daemon-like pool: a participant that hangs must not hang the coordinator.
-        pool = ThreadPoolExecutor(max_workers=len(self.participants),
-                                  thread_name_prefix=f"2pc-prepare-{txid}")
         futures: dict[str, Future[bool]] = {
-            name: pool.submit(p.prepare, txid) for name, p in self.participants.items()}
+            name: _vote(p.prepare, txid, name) for name, p in self.participants.items()}
         wait_futures(futures.values(), timeout=self.prepare_timeout)
-        pool.shutdown(wait=False, cancel_futures=True)
         votes: dict[str, bool | None] = {}
         for name, future in futures.items():
             vote: bool | None = None
-            if future.done() and not future.cancelled() and future.exception() is None:
+            if future.done() and future.exception() is None:
                 vote = future.result() is True
             votes[name] = vote
             self._emit(VoteReceived(self.clock.now(), txid, name, vote))
@@ -337,8 +456,11 @@ class TwoPhaseCoordinator:
         """Run both phases for ``txid``; return the decision and who has not acknowledged.
 
         Exceptions from the decision log propagate (the coordinator "crashed"); the log
-        then tells :meth:`recover` what to do.
+        then tells :meth:`recover` what to do. If a recovery presumed abort meanwhile
+        (this coordinator was too slow), the log refuses a commit decision with
+        :class:`ValueError`, and the participants get the abort.
         """
+        _require_id("txid", txid)
         names = tuple(self.participants)
         self.log.begin(txid, names)
         votes = self._votes(txid)
@@ -368,14 +490,30 @@ class TwoPhaseCoordinator:
             self.log.finish(txid)
         return TransactionResult(txid, decision, dict(votes), tuple(missing))
 
-    def recover(self) -> list[TransactionResult]:
-        """Re-send the decision of every unfinished transaction (no decision -> abort)."""
+    def recover(self, *, min_age: float | None = None) -> list[TransactionResult]:
+        """Re-send the decision of every unfinished transaction (no decision -> abort).
+
+        An undecided transaction begun less than ``min_age`` seconds ago (on the log's
+        clock; default ``prepare_timeout`` + :data:`DEFAULT_RECOVERY_GRACE`) is left
+        alone: its coordinator may still be collecting votes. Pass ``min_age=0`` to
+        presume abort for all of them (the coordinators are known to be down).
+        """
+        if min_age is None:
+            min_age = self.prepare_timeout + DEFAULT_RECOVERY_GRACE
+        else:
+            require_finite_non_negative("min_age", min_age)
         results = []
         for pending in self.log.pending():
             decision = pending.decision
             if decision is None:
+                if (min_age > 0 and pending.began_at is not None
+                        and self.log.clock.now() < pending.began_at + min_age):
+                    continue
                 decision = Decision.ABORT
-                self.log.decide(pending.txid, decision)
+                try:
+                    self.log.decide(pending.txid, decision)
+                except ValueError:  # its coordinator decided meanwhile: send that
+                    decision = self.log.decision(pending.txid) or Decision.ABORT
                 self._emit(DecisionLogged(self.clock.now(), pending.txid, decision))
             results.append(self._send(pending.txid, decision, pending.participants, {}))
         return results
@@ -400,8 +538,10 @@ class LockingParticipant:
 
     def __init__(self, name: str, *, vote: bool = True, clock: Clock = MONOTONIC) -> None:
         self.name = _require_id("name", name)
+        if not isinstance(vote, bool):
+            raise TypeError(f"vote must be a bool, got {vote!r} ({type(vote).__name__})")
         self.vote = vote
-        self.clock = clock
+        self.clock = _check_clock(clock)
         self.data: dict[str, object] = {}
         self._staged: dict[str, dict[str, object]] = {}
         self._locks: dict[str, str] = {}  # key -> txid
@@ -424,6 +564,7 @@ class LockingParticipant:
             self._staged.setdefault(txid, {})[key] = value
 
     def prepare(self, txid: str) -> bool:
+        _require_id("txid", txid)
         with self._cond:
             if txid in self._decided:
                 return self._decided[txid] is Decision.COMMIT
@@ -433,6 +574,7 @@ class LockingParticipant:
             return True
 
     def _finish(self, txid: str, decision: Decision) -> None:
+        _require_id("txid", txid)
         with self._cond:
             if txid in self._decided:
                 return
@@ -457,6 +599,7 @@ class LockingParticipant:
 
     def is_prepared(self, txid: str) -> bool:
         """Voted yes and still waiting for the decision."""
+        _require_id("txid", txid)
         with self._cond:
             return txid in self._prepared
 
@@ -466,14 +609,25 @@ class LockingParticipant:
             return dict(self._locks)
 
     def decided(self, txid: str) -> Decision | None:
+        _require_id("txid", txid)
         with self._cond:
             return self._decided.get(txid)
 
     def wait_decided(self, txid: str, timeout: float) -> Decision | None:
-        """Block until ``txid`` is decided here or ``timeout`` seconds pass (driver)."""
+        """Block until ``txid`` is decided here or ``timeout`` seconds pass (driver).
+
+        ``timeout`` may be ``math.inf`` (wait for ever) or any large number: the wait
+        goes in chunks that ``threading`` accepts.
+        """
+        _require_id("txid", txid)
         require_positive("timeout", timeout)
+        deadline = time.monotonic() + timeout
         with self._cond:
-            self._cond.wait_for(lambda: txid in self._decided, timeout)
+            while txid not in self._decided:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._cond.wait(min(left, _WAIT_CHUNK))
             return self._decided.get(txid)
 
     def __repr__(self) -> str:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -9,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from patterns.clock import WALL_CLOCK, ManualClock
 from patterns.consistency.twophase import (
     Decision,
     DecisionLog,
@@ -17,6 +21,7 @@ from patterns.consistency.twophase import (
     InMemoryDecisionLog,
     LockingParticipant,
     SQLiteDecisionLog,
+    TransactionResult,
     TwoPhaseCoordinator,
     TwoPhaseEvent,
 )
@@ -243,7 +248,7 @@ def test_crash_before_decision_recovers_as_abort(log: DecisionLog) -> None:
     p.stage("t1", "k", 1)
     log.begin("t1", ("p",))
     p.prepare("t1")  # the coordinator died during the prepare phase
-    (result,) = TwoPhaseCoordinator({"p": p}, log, decision_retry=fast()).recover()
+    (result,) = TwoPhaseCoordinator({"p": p}, log, decision_retry=fast()).recover(min_age=0)
     assert result.decision is Decision.ABORT
     assert p.decided("t1") is Decision.ABORT
     assert p.data == {}
@@ -278,3 +283,149 @@ def test_bad_input_names_parameter_and_value(log: DecisionLog) -> None:
     p.stage("t", "k", 1)
     with pytest.raises(RuntimeError, match="never prepared"):
         p.commit("t")
+
+
+# --------------------------------------------------------------------------- issue 11
+
+
+def test_a_prepare_that_never_returns_does_not_keep_the_process_alive() -> None:
+    code = (
+        "import threading\n"
+        "from patterns.consistency.twophase import InMemoryDecisionLog, TwoPhaseCoordinator\n"
+        "class Hang:\n"
+        "    def prepare(self, txid): threading.Event().wait()\n"
+        "    def commit(self, txid): pass\n"
+        "    def abort(self, txid): pass\n"
+        "coordinator = TwoPhaseCoordinator({'h': Hang()}, InMemoryDecisionLog(),\n"
+        "                                  prepare_timeout=0.2)\n"
+        "print(coordinator.execute('t').decision.value)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=20)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "abort"
+
+
+def test_prepare_threads_are_daemons(log: DecisionLog) -> None:
+    gate = threading.Event()
+    seen: list[bool] = []
+
+    class Watcher(LockingParticipant):
+        def prepare(self, txid: str) -> bool:
+            seen.append(threading.current_thread().daemon)
+            gate.wait(5)
+            return super().prepare(txid)
+
+    p = Watcher("p")
+    p.stage("t1", "k", 1)
+    result = TwoPhaseCoordinator({"p": p}, log, prepare_timeout=0.05,
+                                 decision_retry=fast()).execute("t1")
+    gate.set()
+    assert result.decision is Decision.ABORT
+    assert seen == [True]
+
+
+def _blocked_coordinator(log: DecisionLog) -> tuple[
+        threading.Thread, list[object], threading.Event, threading.Event,
+        dict[str, LockingParticipant]]:
+    gate, entered = threading.Event(), threading.Event()
+
+    class Slow(LockingParticipant):
+        def prepare(self, txid: str) -> bool:
+            entered.set()
+            gate.wait(10)
+            return super().prepare(txid)
+
+    parts: dict[str, LockingParticipant] = {"slow": Slow("slow"),
+                                            "quick": LockingParticipant("quick")}
+    for part in parts.values():
+        part.stage("t1", "k", 1)
+    outcome: list[object] = []
+
+    def run() -> None:
+        try:
+            outcome.append(TwoPhaseCoordinator(parts, log, prepare_timeout=20,
+                                               decision_retry=fast()).execute("t1"))
+        except Exception as error:
+            outcome.append(error)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    assert entered.wait(10)
+    return thread, outcome, gate, entered, parts
+
+
+def test_recovery_leaves_a_live_coordinator_alone(log: DecisionLog) -> None:
+    """A second coordinator's recover() while the first collects votes presumes nothing."""
+    thread, outcome, gate, _entered, parts = _blocked_coordinator(log)
+    assert TwoPhaseCoordinator(parts, log, decision_retry=fast()).recover() == []
+    gate.set()
+    thread.join(10)
+    assert not thread.is_alive()
+    (result,) = outcome
+    assert isinstance(result, TransactionResult)
+    assert result.decision is Decision.COMMIT
+    assert all(p.data == {"k": 1} for p in parts.values())
+    assert log.pending() == []
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+def test_recovery_of_an_old_undecided_transaction_wins_over_its_slow_coordinator(
+        kind: str, tmp_path: Path) -> None:
+    clock = ManualClock(1_000.0)
+    log: DecisionLog = (InMemoryDecisionLog(clock=clock) if kind == "memory"
+                        else SQLiteDecisionLog(tmp_path / "old.db", clock=clock))
+    thread, outcome, gate, _entered, parts = _blocked_coordinator(log)
+    clock.advance(60)  # older than prepare_timeout + grace: its coordinator is presumed dead
+    (recovered,) = TwoPhaseCoordinator(parts, log, decision_retry=fast()).recover()
+    assert recovered.decision is Decision.ABORT
+    gate.set()
+    thread.join(10)
+    assert not thread.is_alive()
+    (late,) = outcome   # the slow coordinator learns the abort: no commit reaches anyone
+    assert isinstance(late, TransactionResult)
+    assert late.decision is Decision.ABORT
+    assert log.decision("t1") is Decision.ABORT
+    assert all(p.data == {} and p.decided("t1") is Decision.ABORT for p in parts.values())
+
+
+def test_log_refuses_to_finish_an_undecided_transaction(log: DecisionLog) -> None:
+    log.begin("t1", ("a",))
+    with pytest.raises(ValueError, match="'t1' cannot finish"):
+        log.finish("t1")
+    assert [p.txid for p in log.pending()] == ["t1"]
+    log.decide("t1", Decision.COMMIT)
+    log.finish("t1")
+    with pytest.raises(ValueError, match="already decided commit"):
+        log.decide("t1", Decision.ABORT)
+    assert log.decision("t1") is Decision.COMMIT
+
+
+def test_sqlite_decision_log_stamps_transactions_on_the_wall_clock(tmp_path: Path) -> None:
+    log = SQLiteDecisionLog(tmp_path / "wall.db")
+    assert log.clock is WALL_CLOCK
+    before = time.time()
+    log.begin("t1", ("a",))
+    (pending,) = log.pending()
+    assert pending.began_at is not None
+    assert before - 1 <= pending.began_at <= time.time() + 1
+
+
+@pytest.mark.parametrize("timeout", [math.inf, 1e10, 1.7e308])
+def test_wait_decided_accepts_forever(timeout: float) -> None:
+    p = LockingParticipant("p")
+    p.stage("t1", "k", 1)
+    assert p.prepare("t1")
+    seen: list[object] = []
+
+    def wait() -> None:
+        try:
+            seen.append(p.wait_decided("t1", timeout))
+        except BaseException as error:
+            seen.append(error)
+
+    waiter = threading.Thread(target=wait, daemon=True)
+    waiter.start()
+    time.sleep(0.02)
+    p.commit("t1")
+    waiter.join(5)
+    assert seen == [Decision.COMMIT]
