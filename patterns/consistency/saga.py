@@ -49,6 +49,7 @@ from typing import Any, Final
 
 from patterns._validation import require_finite_positive
 from patterns.clock import MONOTONIC, WALL_CLOCK, Clock
+from patterns.consistency.lock._core import check_persistent_clock
 from patterns.events import Listeners
 from patterns.resilience.backoff import ExponentialBackoff
 from patterns.resilience.retry import RetryPolicy, StopAfterAttempts
@@ -446,7 +447,7 @@ class SQLiteSagaLog(SagaLog):
                  clock: Clock = WALL_CLOCK) -> None:
         if not isinstance(database, SQLiteDatabase | str | Path):
             raise TypeError(f"database must be a SQLiteDatabase or a path, got {database!r}")
-        self.clock = _check_clock(clock)
+        self.clock = check_persistent_clock(clock)
         self.database = (database if isinstance(database, SQLiteDatabase)
                          else SQLiteDatabase(database))
         self.database.executescript(_SCHEMA)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 import simpy
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from patterns.clock import ManualClock
@@ -569,3 +569,100 @@ def test_wall_clock_is_the_sqlite_default(tmp_path: Path) -> None:
         assert abs(lease.expires_at - (time.time() + 5.0)) < 1.0
         with pytest.raises(TypeError, match="database must be a SQLiteDatabase"):
             SQLiteLockStore("x.db")  # type: ignore[arg-type]
+
+
+# =========================================================================== issue 11
+
+
+def _redis_client(request: pytest.FixtureRequest) -> object:
+    redis = pytest.importorskip("redis") if not os.environ.get("CI") else __import__("redis")
+    port = request.getfixturevalue("redis_server")
+    return redis.Redis(host="127.0.0.1", port=port)
+
+
+def test_redis_lock_names_cannot_reach_a_fence_counter(request: pytest.FixtureRequest) -> None:
+    """Lock "X:fence" and lock "X" (whose counter was once the key "X:fence") are two
+    independent locks, whichever is taken first."""
+    client = _redis_client(request)
+    prefix = f"locktest{next(_prefixes)}:"
+    store = RedisLockStore(client, prefix=prefix)
+    x = store.try_acquire("X", 10)
+    assert x is not None
+    assert x.fencing_token == 1
+    x_fence = store.try_acquire("X:fence", 10)  # was refused for ever: its key was a counter
+    assert x_fence is not None
+    assert x_fence.fencing_token == 1
+    assert store.release(x)
+    again = store.try_acquire("X", 10)
+    assert again is not None
+    assert again.fencing_token == 2                # X's counter untouched by the other lock
+    y_fence = store.try_acquire("Y:fence", 10)
+    assert y_fence is not None
+    y = store.try_acquire("Y", 10)                  # was an error: INCR of an owner string
+    assert y is not None
+    assert y.fencing_token == 1
+    holder = store.holder("Y:fence")
+    assert holder is not None
+    assert holder.owner == y_fence.owner
+    keys = {k.decode() for k in client.keys(f"{prefix}*")}  # type: ignore[attr-defined]
+    assert keys == {f"{prefix}{space}:{{{name}}}" for space in ("lock", "fence")
+                    for name in ("X", "X:fence", "Y", "Y:fence")}
+    client.close()  # type: ignore[attr-defined]
+
+
+class _ScriptsOnly:
+    """A client that only registers scripts: enough to build keys without Redis."""
+
+    def register_script(self, script: str) -> Callable[..., object]:
+        return lambda **_kwargs: 0
+
+
+@given(st.text(min_size=1, max_size=12), st.text(min_size=1, max_size=12))
+@example("X", "X:fence")
+@example("X:fence", "X")
+@example("a}", "a")
+def test_redis_keys_of_two_names_never_meet(a: str, b: str) -> None:
+    store = RedisLockStore(_ScriptsOnly(), prefix="p:")
+    keys_a, keys_b = store._keys(a), store._keys(b)
+    assert keys_a[0] != keys_a[1]
+    if a != b:
+        assert not set(keys_a) & set(keys_b)
+
+
+def test_sqlite_lock_store_measures_leases_on_the_wall_clock(tmp_path: Path) -> None:
+    """Expiry times in the file are compared by other processes, after reboots."""
+    from patterns.clock import MONOTONIC, WALL_CLOCK
+
+    with SQLiteDatabase(tmp_path / "wall.db") as db:
+        store = SQLiteLockStore(db)
+        assert store.clock is WALL_CLOCK
+        assert WALL is WALL_CLOCK
+        lease = store.try_acquire("a", 30)
+        assert lease is not None
+        assert time.time() + 20 < lease.expires_at <= time.time() + 30
+        with pytest.raises(ValueError, match="clock must mean the same across processes"):
+            SQLiteLockStore(db, clock=MONOTONIC)
+
+
+@pytest.mark.parametrize("timeout", [float("inf"), 1e10])
+def test_acquire_waits_for_ever_with_an_infinite_timeout(timeout: float) -> None:
+    clock = ManualClock()
+    store = InMemoryLockStore(clock=clock)
+    first = store.try_acquire("a", 5.0)
+    assert first is not None
+    lease = acquire(store, "a", 1.0, timeout=timeout, retry_interval=1.0, sleep=clock.sleep)
+    assert lease.fencing_token == 2
+    assert clock.slept == [1.0] * 5
+
+
+@pytest.mark.parametrize("value", [1e10, 1.7e308])
+def test_a_huge_ttl_or_interval_is_refused_before_it_reaches_a_timer(value: float) -> None:
+    store = InMemoryLockStore()
+    with pytest.raises(ValueError, match="ttl must be at most"):
+        store.try_acquire("a", value)
+    lease = store.try_acquire("a", 10)
+    assert lease is not None
+    with pytest.raises(ValueError, match="ttl must be at most"):
+        LeaseRenewer(store, lease, ttl=value)
+    with pytest.raises(ValueError, match="retry_interval must be at most"):
+        acquire(store, "b", 1.0, retry_interval=value)

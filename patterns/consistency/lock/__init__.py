@@ -13,6 +13,7 @@ imported only when used) and is re-exported here.
 """
 
 from patterns.consistency.lock._core import (
+    MAX_TTL,
     WALL,
     FencedResource,
     FencedWrite,
@@ -41,6 +42,7 @@ from patterns.consistency.lock.redis import RedisLockStore
 from patterns.consistency.lock.sqlite import SQLiteLockStore
 
 __all__ = [
+    "MAX_TTL",
     "WALL",
     "FencedResource",
     "FencedWrite",

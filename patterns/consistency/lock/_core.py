@@ -33,11 +33,12 @@ from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, replace
 from typing import Any, Final, Protocol, runtime_checkable
 
-from patterns._validation import require_finite_non_negative, require_positive
-from patterns.clock import MONOTONIC, WALL_CLOCK, Clock, WallClock
+from patterns._validation import require_finite_positive, require_non_negative
+from patterns.clock import MONOTONIC, WALL_CLOCK, Clock, MonotonicClock, WallClock
 from patterns.events import Listeners
 
 __all__ = [
+    "MAX_TTL",
     "WALL",
     "FencedResource",
     "InMemoryLockStore",
@@ -186,11 +187,16 @@ def check_name(name: object) -> str:
     return name
 
 
+MAX_TTL: Final = 365 * 86_400.0
+"""The longest lease (and renewal or retry interval) accepted, in seconds: one year.
+Longer values would overflow timers and waits (``threading`` stops at about 9.2e9 s)."""
+
+
 def check_ttl(ttl: float, param: str = "ttl") -> float:
-    """``ttl`` is a finite number of seconds > 0."""
-    require_positive(param, ttl)
-    if ttl == float("inf"):
-        raise ValueError(f"{param} must be finite, got {ttl!r}")
+    """``ttl`` is a finite number of seconds > 0, at most :data:`MAX_TTL`."""
+    require_finite_positive(param, ttl)
+    if ttl > MAX_TTL:
+        raise ValueError(f"{param} must be at most {MAX_TTL!r} s, got {ttl!r}")
     return float(ttl)
 
 
@@ -198,6 +204,33 @@ def check_lease(lease: object) -> Lease:
     if not isinstance(lease, Lease):
         raise TypeError(f"lease must be a Lease, got {lease!r} ({type(lease).__name__})")
     return lease
+
+
+def check_extend(lease: object, ttl: float | None) -> tuple[Lease, float]:
+    """The lease and the ttl an ``extend`` uses (the lease's own if ``ttl`` is None)."""
+    checked = check_lease(lease)
+    if ttl is None:
+        return checked, check_ttl(checked.ttl, "lease.ttl")
+    return checked, check_ttl(ttl)
+
+
+def check_clock(clock: object) -> Clock:
+    if not isinstance(clock, Clock):
+        raise TypeError(f"clock must have a now() method, got {clock!r}")
+    return clock
+
+
+def check_persistent_clock(clock: object) -> Clock:
+    """A clock whose readings mean the same in every process and after a reboot.
+
+    A monotonic clock's origin is arbitrary (seconds since boot on Linux): a deadline
+    stored with it by one process means nothing to another process or after a reboot.
+    """
+    check_clock(clock)
+    if isinstance(clock, MonotonicClock):
+        raise ValueError(f"clock must mean the same across processes and reboots "
+                         f"(WALL_CLOCK), got {clock!r}: deadlines are stored")
+    return clock  # type: ignore[return-value]
 
 
 def new_owner() -> str:
@@ -242,9 +275,7 @@ class InMemoryLockStore:
     __slots__ = ("_held", "_lock", "_tokens", "clock", "listeners")
 
     def __init__(self, *, clock: Clock = MONOTONIC) -> None:
-        if not isinstance(clock, Clock):
-            raise TypeError(f"clock must have a now() method, got {clock!r}")
-        self.clock = clock
+        self.clock = check_clock(clock)
         self.listeners: Listeners[LockEvent] = Listeners()
         self._lock = threading.Lock()
         self._held: dict[str, Lease] = {}
@@ -276,8 +307,7 @@ class InMemoryLockStore:
         return current is not None and current.owner == lease.owner and now < current.expires_at
 
     def extend(self, lease: Lease, ttl: float | None = None) -> Lease:
-        check_lease(lease)
-        ttl = lease.ttl if ttl is None else check_ttl(ttl)
+        lease, ttl = check_extend(lease, ttl)
         with self._lock:
             now = self.clock.now()
             held = self._is_held(lease, now)
@@ -320,10 +350,25 @@ class InMemoryLockStore:
 # --------------------------------------------------------------------------- drivers
 
 
-def _check_wait(timeout: float | None, retry_interval: float) -> None:
+def _check_store(store: object, method: str) -> None:
+    """``store`` has what a driver uses: ``method`` and a ``clock``."""
+    if not callable(getattr(store, method, None)) or not isinstance(
+            getattr(store, "clock", None), Clock):
+        raise TypeError(f"store must be a LockStore ({method}() and a clock), got {store!r}")
+
+
+def _check_wait(store: object, name: str, ttl: float, timeout: float | None,
+                retry_interval: float) -> float | None:
+    """Check a driver's arguments before its first attempt; ``inf`` timeout -> ``None``."""
+    _check_store(store, "try_acquire")
+    check_name(name)
+    check_ttl(ttl)
     if timeout is not None:
-        require_finite_non_negative("timeout", timeout)
-    require_positive("retry_interval", retry_interval)
+        require_non_negative("timeout", timeout)
+        if timeout == float("inf"):
+            timeout = None
+    check_ttl(retry_interval, "retry_interval")
+    return timeout
 
 
 def _next_wait(start: float, now: float, timeout: float | None,
@@ -342,9 +387,12 @@ def acquire(store: LockStore, name: str, ttl: float, *, timeout: float | None = 
             sleep: Callable[[float], object] = time.sleep) -> Lease:
     """Try until the lock is granted; raise :class:`LockTimeoutError` after ``timeout`` s.
 
-    ``timeout=None`` waits forever; ``timeout=0`` tries once. Blocks with ``sleep``.
+    ``timeout=None`` (or ``math.inf``) waits forever; ``timeout=0`` tries once. Blocks
+    with ``sleep``, at most ``retry_interval`` (<= :data:`MAX_TTL`) at a time.
     """
-    _check_wait(timeout, retry_interval)
+    timeout = _check_wait(store, name, ttl, timeout, retry_interval)
+    if not callable(sleep):
+        raise TypeError(f"sleep must be callable, got {sleep!r}")
     start = store.clock.now()
     attempts = 0
     while True:
@@ -367,7 +415,7 @@ async def aacquire(store: LockStore, name: str, ttl: float, *, timeout: float | 
     """
     import asyncio
 
-    _check_wait(timeout, retry_interval)
+    timeout = _check_wait(store, name, ttl, timeout, retry_interval)
     start = store.clock.now()
     attempts = 0
     while True:
@@ -395,7 +443,9 @@ def simpy_acquire(env: _SimEnvironment, store: LockStore, name: str, ttl: float,
 
     The store should read the simulation's clock (``SimClock(env)``).
     """
-    _check_wait(timeout, retry_interval)
+    if not (hasattr(env, "now") and callable(getattr(env, "timeout", None))):
+        raise TypeError(f"env must be a SimPy environment (now, timeout()), got {env!r}")
+    timeout = _check_wait(store, name, ttl, timeout, retry_interval)
     start = env.now
     attempts = 0
     while True:
@@ -477,9 +527,9 @@ class LeaseRenewer:
     def __init__(self, store: LockStore, lease: Lease, *, interval: float | None = None,
                  ttl: float | None = None,
                  on_lost: Callable[[Lease, str], object] | None = None) -> None:
+        _check_store(store, "extend")
         self.store = store
-        self._lease = check_lease(lease)
-        self.ttl = lease.ttl if ttl is None else check_ttl(ttl)
+        self._lease, self.ttl = check_extend(lease, ttl)
         self.interval = self.ttl / 3 if interval is None else check_ttl(interval, "interval")
         if self.interval >= self.ttl:
             raise ValueError(
@@ -611,6 +661,14 @@ class FencedWrite:
     value: object
 
 
+def _check_resource(resource: object) -> str:
+    if not isinstance(resource, str):
+        raise TypeError(f"resource must be a str, got {resource!r} ({type(resource).__name__})")
+    if not resource:
+        raise ValueError(f"resource must be a non-empty string, got {resource!r}")
+    return resource
+
+
 class FencedResource:
     """A store that rejects writes carrying an older fencing token (guide 5.1, added).
 
@@ -630,10 +688,11 @@ class FencedResource:
 
     def write(self, resource: str, value: object, token: int) -> None:
         """Store ``value`` under ``resource`` if ``token`` is not older than any seen."""
-        if not isinstance(resource, str) or not resource:
-            raise ValueError(f"resource must be a non-empty string, got {resource!r}")
+        _check_resource(resource)
         if isinstance(token, bool) or not isinstance(token, int):
             raise TypeError(f"token must be an int, got {token!r} ({type(token).__name__})")
+        if token < 0:
+            raise ValueError(f"token must be >= 0, got {token!r}")
         with self._lock:
             highest = self._highest.get(resource, 0)
             if token < highest:
@@ -643,11 +702,13 @@ class FencedResource:
             self.history.append(FencedWrite(resource, token, value))
 
     def read(self, resource: str, default: object = None) -> object:
+        _check_resource(resource)
         with self._lock:
             return self._values.get(resource, default)
 
     def highest_token(self, resource: str) -> int:
         """The highest token seen for ``resource`` (0 if none)."""
+        _check_resource(resource)
         with self._lock:
             return self._highest.get(resource, 0)
 

@@ -2,6 +2,11 @@
 
 * Acquire is ``SET key owner NX PX ttl`` and, in the same Lua script (so atomically),
   ``INCR`` of a separate fence key that never expires: the new fencing token.
+* Keys: ``<prefix>lock:{<name>}`` for the lease and ``<prefix>fence:{<name>}`` for its
+  counter. The two namespaces differ before the name begins, so no lock name can reach
+  another lock's key or any counter (``"X:fence"`` once collided with ``"X"``'s
+  counter). The braces make the two keys of a name one Redis Cluster hash slot, as the
+  Lua scripts need (when ``prefix`` has no ``{``).
 * Extend is compare-and-``PEXPIRE`` and release is compare-and-``DEL`` in Lua: only the
   owner's secret matches, so nobody extends or deletes a lease that is not theirs.
 
@@ -30,6 +35,8 @@ from patterns.consistency.lock._core import (
     LockLostError,
     LockRefused,
     LockReleased,
+    check_clock,
+    check_extend,
     check_lease,
     check_name,
     check_ttl,
@@ -75,16 +82,15 @@ def _ttl_ms(ttl: float) -> int:
 class RedisLockStore:
     """Leases in Redis: ``SET NX PX``, Lua compare-and-delete / -extend, ``INCR`` tokens."""
 
-    def __init__(self, client: Any, *, prefix: str = "lock:", clock: Clock = MONOTONIC) -> None:
-        if not hasattr(client, "register_script"):
+    def __init__(self, client: Any, *, prefix: str = "patterns:",
+                 clock: Clock = MONOTONIC) -> None:
+        if not callable(getattr(client, "register_script", None)):
             raise TypeError(f"client must be a redis client (register_script), got {client!r}")
         if not isinstance(prefix, str):
             raise TypeError(f"prefix must be a str, got {prefix!r}")
-        if not isinstance(clock, Clock):
-            raise TypeError(f"clock must have a now() method, got {clock!r}")
         self.client = client
         self.prefix = prefix
-        self.clock = clock
+        self.clock = check_clock(clock)
         self.listeners: Listeners[LockEvent] = Listeners()
         self._acquire = client.register_script(ACQUIRE_SCRIPT)
         self._extend = client.register_script(EXTEND_SCRIPT)
@@ -94,12 +100,15 @@ class RedisLockStore:
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> RedisLockStore:
         """A store on a new client for ``url`` (``redis://host:port/db``)."""
+        if not isinstance(url, str):
+            raise TypeError(f"url must be a str, got {url!r} ({type(url).__name__})")
         import redis
 
         return cls(redis.Redis.from_url(url), **kwargs)
 
     def _keys(self, name: str) -> list[str]:
-        return [f"{self.prefix}{name}", f"{self.prefix}{name}:fence"]
+        """The lease key and the fence-counter key of lock ``name``: separate namespaces."""
+        return [f"{self.prefix}lock:{{{name}}}", f"{self.prefix}fence:{{{name}}}"]
 
     def try_acquire(self, name: str, ttl: float) -> Lease | None:
         check_name(name)
@@ -116,8 +125,7 @@ class RedisLockStore:
         return lease
 
     def extend(self, lease: Lease, ttl: float | None = None) -> Lease:
-        check_lease(lease)
-        ttl = lease.ttl if ttl is None else check_ttl(ttl)
+        lease, ttl = check_extend(lease, ttl)
         now = self.clock.now()
         ok = int(self._extend(keys=self._keys(lease.name)[:1], args=[lease.owner, _ttl_ms(ttl)]))
         if ok != 1:

@@ -13,7 +13,9 @@ locking does not work over network file systems), and so share that clock. Pytho
 ``time.monotonic`` is not used because its origin is undefined across processes. The
 assumption and its limit: a wall-clock step (NTP, an operator) lengthens or shortens
 every lease by the step; that can let two holders overlap, and only fencing tokens keep
-the resource safe then. Tests and simulations may pass any shared clock.
+the resource safe then. Tests and simulations may pass any shared clock, but not a
+:class:`~patterns.clock.MonotonicClock`: its readings mean nothing to another process
+or after a reboot, and the store refuses it.
 """
 
 from __future__ import annotations
@@ -29,8 +31,10 @@ from patterns.consistency.lock._core import (
     LockLostError,
     LockRefused,
     LockReleased,
+    check_extend,
     check_lease,
     check_name,
+    check_persistent_clock,
     check_ttl,
     new_owner,
 )
@@ -60,10 +64,8 @@ class SQLiteLockStore:
     def __init__(self, database: SQLiteDatabase, *, clock: Clock = WALL) -> None:
         if not isinstance(database, SQLiteDatabase):
             raise TypeError(f"database must be a SQLiteDatabase, got {database!r}")
-        if not isinstance(clock, Clock):
-            raise TypeError(f"clock must have a now() method, got {clock!r}")
         self.database = database
-        self.clock = clock
+        self.clock = check_persistent_clock(clock)
         self.listeners: Listeners[LockEvent] = Listeners()
         database.executescript(_SCHEMA)
 
@@ -93,8 +95,7 @@ class SQLiteLockStore:
         return lease
 
     def extend(self, lease: Lease, ttl: float | None = None) -> Lease:
-        check_lease(lease)
-        ttl = lease.ttl if ttl is None else check_ttl(ttl)
+        lease, ttl = check_extend(lease, ttl)
         with self.database.transaction() as db:
             now = self.clock.now()
             updated = db.execute(
