@@ -12,12 +12,14 @@ from typing import Any
 
 __all__ = [
     "require_at_least",
+    "require_clock",
     "require_finite",
     "require_finite_non_negative",
     "require_finite_positive",
     "require_int_at_least",
     "require_non_negative",
     "require_positive",
+    "require_rng",
     "require_unit_interval",
 ]
 
@@ -82,4 +84,22 @@ def require_int_at_least(name: str, value: int, minimum: int) -> int:
         raise TypeError(f"{name} must be an int, got {value!r} ({type(value).__name__})")
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
+    return value
+
+
+def require_clock(name: str, value: Any) -> Any:
+    """``value`` is a clock: it has a callable ``now()`` (:class:`patterns.clock.Clock`)."""
+    if not callable(getattr(value, "now", None)):
+        raise TypeError(f"{name} must be a Clock (an object with a now() method), "
+                        f"got {value!r} ({type(value).__name__})")
+    return value
+
+
+def require_rng(name: str, value: Any) -> Any:
+    """``value`` is a :class:`random.Random` (a seeded one makes runs repeatable)."""
+    import random
+
+    if not isinstance(value, random.Random):
+        raise TypeError(f"{name} must be a random.Random, got {value!r} "
+                        f"({type(value).__name__})")
     return value

@@ -28,8 +28,10 @@ from enum import StrEnum
 
 from patterns._validation import (
     require_at_least,
+    require_finite,
     require_finite_non_negative,
-    require_non_negative,
+    require_int_at_least,
+    require_rng,
 )
 
 __all__ = [
@@ -84,7 +86,8 @@ class Backoff(ABC):
 
     def first(self, count: int, rng: random.Random | None = None) -> list[float]:
         """The first ``count`` delays, for inspection and plotting."""
-        delays = self.delays(rng if rng is not None else random.Random(0))
+        require_int_at_least("count", count, 0)
+        delays = self.delays(require_rng("rng", rng) if rng is not None else random.Random(0))
         return [next(delays) for _ in range(count)]
 
 
@@ -101,6 +104,9 @@ class ConstantBackoff(Backoff):
                              "use ExponentialBackoff, got ConstantBackoff")
 
     def delays(self, rng: random.Random) -> Iterator[float]:
+        return self._delays(require_rng("rng", rng))
+
+    def _delays(self, rng: random.Random) -> Iterator[float]:
         delay, jitter = self.delay, self.jitter
         while True:
             yield _apply(jitter, delay, rng)
@@ -123,7 +129,7 @@ class LinearBackoff(Backoff):
         jitter: Jitter | str = Jitter.NONE,
     ) -> None:
         self.initial = require_finite_non_negative("initial", initial)
-        self.increment = require_non_negative("increment", increment)
+        self.increment = require_finite_non_negative("increment", increment)
         self.cap = require_at_least("cap", cap, initial)
         self.jitter = Jitter.parse(jitter)
         if self.jitter is Jitter.DECORRELATED:
@@ -131,6 +137,9 @@ class LinearBackoff(Backoff):
                              "use ExponentialBackoff, got LinearBackoff")
 
     def delays(self, rng: random.Random) -> Iterator[float]:
+        return self._delays(require_rng("rng", rng))
+
+    def _delays(self, rng: random.Random) -> Iterator[float]:
         nominal, step, cap, jitter = self.initial, self.increment, self.cap, self.jitter
         while True:
             yield _apply(jitter, min(nominal, cap), rng)
@@ -161,11 +170,15 @@ class ExponentialBackoff(Backoff):
         jitter: Jitter | str = Jitter.NONE,
     ) -> None:
         self.initial = require_finite_non_negative("initial", initial)
-        self.multiplier = require_at_least("multiplier", multiplier, 1.0)
+        self.multiplier = require_at_least("multiplier", require_finite("multiplier", multiplier),
+                                           1.0)
         self.cap = require_at_least("cap", cap, initial)
         self.jitter = Jitter.parse(jitter)
 
     def delays(self, rng: random.Random) -> Iterator[float]:
+        return self._delays(require_rng("rng", rng))
+
+    def _delays(self, rng: random.Random) -> Iterator[float]:
         initial, cap, jitter = self.initial, self.cap, self.jitter
         if jitter is Jitter.DECORRELATED:
             previous = initial

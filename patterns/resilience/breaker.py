@@ -50,6 +50,7 @@ from patterns._validation import (
     require_int_at_least,
     require_non_negative,
     require_positive,
+    require_rng,
 )
 from patterns._window import CountWindow, TimeWindow
 from patterns.clock import MONOTONIC, Clock
@@ -379,7 +380,9 @@ class CircuitBreaker(CallDecorator):
         if not callable(getattr(clock, "now", None)):
             raise TypeError(f"clock must have a now() method, got {clock!r}")
         self.clock = clock
-        self.rng = rng if rng is not None else random.Random()
+        self.rng = require_rng("rng", rng) if rng is not None else random.Random()
+        if listeners is not None and not isinstance(listeners, Listeners):
+            raise TypeError(f"listeners must be a Listeners registry, got {listeners!r}")
         self.listeners: Listeners[BreakerEvent] = (
             listeners if listeners is not None else Listeners())
 

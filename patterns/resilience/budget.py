@@ -28,6 +28,7 @@ import threading
 from dataclasses import dataclass
 
 from patterns._validation import (
+    require_clock,
     require_finite,
     require_finite_non_negative,
     require_int_at_least,
@@ -85,7 +86,7 @@ class RetryBudget:
         )
         self.window = require_positive("window", require_finite("window", window))
         self.buckets = require_int_at_least("buckets", buckets, 1)
-        self.clock = clock
+        self.clock = require_clock("clock", clock)
         self._counts = BucketedCounts(2, window, buckets, clock.now())
         self._lock = threading.Lock()
 

@@ -67,7 +67,7 @@ from patterns._decorate import (
     reject_awaitable_result,
     reject_coroutine_function,
 )
-from patterns._validation import require_int_at_least, require_non_negative
+from patterns._validation import require_finite, require_int_at_least, require_non_negative
 from patterns.clock import MONOTONIC, Clock
 from patterns.events import Listeners
 
@@ -411,7 +411,7 @@ class Bulkhead(CallDecorator):
         """
         if on_wake is not None and not callable(on_wake):
             raise TypeError(f"on_wake must be callable, got {on_wake!r}")
-        when = self.clock.now() if now is None else now
+        when = self.clock.now() if now is None else require_finite("now", now)
         events: list[BulkheadEvent] = []
         wakes: list[_Wake] = []
         error: BulkheadFullError | None = None
@@ -448,7 +448,9 @@ class Bulkhead(CallDecorator):
         holds and must use or release, or it had already timed out). No wake-up
         callback is called for a ticket that gives up.
         """
-        when = self.clock.now() if now is None else now
+        if not isinstance(ticket, Ticket):
+            raise TypeError(f"ticket must be a Ticket, got {ticket!r}")
+        when = self.clock.now() if now is None else require_finite("now", now)
         events: list[BulkheadEvent] = []
         wakes: list[_Wake] = []
         with self._lock:
@@ -475,7 +477,7 @@ class Bulkhead(CallDecorator):
         overdue waiter never gets a permit; drivers and tests call it to wake overdue
         waiters without waiting for traffic.
         """
-        when = self.clock.now() if now is None else now
+        when = self.clock.now() if now is None else require_finite("now", now)
         events: list[BulkheadEvent] = []
         wakes: list[_Wake] = []
         with self._lock:
@@ -500,7 +502,7 @@ class Bulkhead(CallDecorator):
             )
 
     def _release(self, permit: Permit, now: float | None) -> bool:
-        when = self.clock.now() if now is None else now
+        when = self.clock.now() if now is None else require_finite("now", now)
         events: list[BulkheadEvent] = []
         wakes: list[_Wake] = []
         with self._lock:

@@ -45,7 +45,8 @@ from patterns._decorate import (
     reject_awaitable_result,
     reject_coroutine_function,
 )
-from patterns._validation import require_int_at_least, require_non_negative
+from patterns._timers import MAX_WAIT
+from patterns._validation import require_int_at_least, require_non_negative, require_rng
 from patterns.clock import MONOTONIC, Clock
 from patterns.events import Listeners
 from patterns.resilience.backoff import Backoff, ExponentialBackoff
@@ -386,7 +387,9 @@ class RetryPolicy(CallDecorator):
             raise TypeError(f"asleep must be an async function of the delay, got {asleep!r}")
         self.sleep = sleep
         self.asleep = asleep
-        self.rng = rng if rng is not None else _RNG
+        self.rng = require_rng("rng", rng) if rng is not None else _RNG
+        if listeners is not None and not isinstance(listeners, Listeners):
+            raise TypeError(f"listeners must be a Listeners registry, got {listeners!r}")
         self.listeners: Listeners[RetryEvent] = (
             listeners if listeners is not None else Listeners()
         )
@@ -464,6 +467,9 @@ class RetryPolicy(CallDecorator):
                 delay = run.after_failure(now(), None, result)
                 if delay is None:
                     return run.give_up(None, result)  # type: ignore[no-any-return]
+            while delay > MAX_WAIT:  # time.sleep overflows above threading.TIMEOUT_MAX
+                self.sleep(MAX_WAIT)
+                delay -= MAX_WAIT
             self.sleep(delay)
             attempt += 1
 
