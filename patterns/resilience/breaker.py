@@ -586,8 +586,8 @@ class CircuitBreaker(CallDecorator):
                     self._refuse_result(epoch, False, result, fn)
                 if self.record_result is not None and self.record_result(result):
                     self._outcome(epoch, False, 0.0, True, None)
-                elif (epoch == self._epoch
-                      and self._window.success(0.0) == self.minimum_calls):
+                # CountWindow.success inlined: the one lock-free count of a success.
+                elif epoch == self._epoch and next(self._window._seq) + 1 == self.minimum_calls:
                     self._judge_after_success(epoch, None)
                 return result
             # The start is read only if a duration is judged or reported.
