@@ -707,3 +707,21 @@ def test_breaker_over_an_async_decorated_function_can_open() -> None:
         with pytest.raises(BoomError):
             asyncio.run(fetch())
     assert breaker.state is CircuitState.OPEN
+
+
+def test_breaker_over_rate_limited_async_can_open() -> None:
+    # The case: the breaker took the sync path and counted coroutines as successes.
+    from patterns.resilience.ratelimit import TokenBucket, rate_limited
+
+    breaker = make(minimum_calls=2, window_size=2)
+
+    @breaker
+    @rate_limited(TokenBucket(rate=1000.0, capacity=10))
+    async def fetch() -> None:
+        raise BoomError
+
+    assert inspect.iscoroutinefunction(fetch)
+    for _ in range(2):
+        with pytest.raises(BoomError):
+            asyncio.run(fetch())
+    assert breaker.state is CircuitState.OPEN
