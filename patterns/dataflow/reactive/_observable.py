@@ -2,8 +2,10 @@
 
 The observer contract, as in ReactiveX: a stream delivers ``on_next`` any number of
 times, then at most one of ``on_error`` / ``on_complete``, and nothing after that. The
-library enforces it: every subscription wraps its observer in a *safe observer*
-(:class:`Sink`) that
+library enforces it where it can be broken: every subscriber's observer, and everything
+a producer not of the library's own emits into (a user's subscribe function, a
+:class:`Subject`, :func:`merge` of concurrent sources, the scheduler-driven operators),
+is wrapped in a *safe observer* (:class:`Sink`) that
 
 * serializes the calls (a producer on several threads never calls one observer from
   two threads at once): a thread that finds another one delivering queues its signal,
@@ -22,6 +24,16 @@ callback the current call is the last one; from another thread, ``dispose()`` wa
 a call in progress to return, so that **no call starts or runs after it returns**.
 (So do not dispose a subscription from a thread that the observer itself is waiting
 for.)
+
+Between the library's own sources and operators (``from_iterable``, ``of``, ``map``,
+``filter``, ``scan``, ``take``, ``buffer_with_count``, ...) values pass without a lock per
+stage: those obey the contract by construction given a conforming upstream, so each
+stage is a plain relay that only keeps "an exception in the operator's function ends the
+stream", "nothing after a terminal signal or disposal" and "disposal goes upstream". The
+subscriber of such a chain gets a lighter safe observer (its calls already come one at
+a time) that still waits, in ``dispose()`` from another thread, for a call in progress.
+An operator's *function* (``map``'s ``fn``) may still finish a call that started before
+the disposal; its result is dropped.
 """
 
 from __future__ import annotations
@@ -30,7 +42,7 @@ import logging
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable
-from typing import Any, Final, Generic, Protocol, TypeVar, overload, runtime_checkable
+from typing import Any, Final, Generic, Protocol, TypeVar, cast, overload, runtime_checkable
 
 from patterns._validation import (
     require_finite_non_negative,
@@ -55,6 +67,7 @@ A = TypeVar("A")
 T_contra = TypeVar("T_contra", contravariant=True)
 
 _log = logging.getLogger("patterns.dataflow.reactive")
+_get_ident: Final = threading.get_ident
 
 _NEXT: Final = 0
 _ERROR: Final = 1
@@ -80,6 +93,25 @@ class Disposable(Protocol):
     """Something that releases a resource (stops a producer, cancels a timer)."""
 
     def dispose(self) -> None: ...
+
+
+class _Downstream(Protocol[T_contra]):
+    """What a built-in operator emits into: a :class:`Sink` or a :class:`_Relay`."""
+
+    _stopped: bool  # what ``closed`` tells, read without a property call in hot loops
+
+    @property
+    def closed(self) -> bool: ...
+
+    def on_next(self, value: T_contra) -> None: ...
+
+    def on_error(self, error: BaseException) -> None: ...
+
+    def on_complete(self) -> None: ...
+
+    def dispose(self) -> None: ...
+
+    def _set_upstream(self, upstream: Disposable | None) -> None: ...
 
 
 def _ignore(value: object) -> None:
@@ -366,6 +398,348 @@ class Sink(Generic[T]):
         return f"Sink({self._observer!r}, {state})"
 
 
+
+class _SerialSink(Generic[T]):
+    """The subscriber's safe observer behind a trusted producer (no lock per value).
+
+    :meth:`Observable.subscribe` uses it when the observable is one of the library's own
+    sources or operators (see :meth:`Observable._feed`): calls then already come one at
+    a time, so this needs no emitter queue. It keeps the rest of :class:`Sink`'s
+    contract: nothing is delivered after a terminal signal or after :meth:`dispose`; an
+    exception raised by the observer's ``on_next`` becomes the end of the stream; and
+    ``dispose()`` from another thread waits for a call in progress to return.
+
+    The wait is a handshake on two fields, without a lock per value: the delivering
+    thread writes its id to ``_running`` *before* it reads ``_stopped``; ``dispose``
+    writes ``_stopped`` *before* it reads ``_running`` (both under the GIL, in program
+    order). So either the deliverer sees the disposal and delivers nothing, or the
+    disposer sees the call and waits on ``_idle`` until the deliverer, which checks
+    ``_waiting`` after every call, wakes it.
+    """
+
+    __slots__ = ("_disposed", "_idle", "_lock", "_next", "_observer", "_running", "_stopped",
+                 "_upstream", "_waiting")
+
+    def __init__(self, observer: Observer[T]) -> None:
+        self._observer = observer
+        on_next = observer._next if isinstance(observer, _Callbacks) else observer.on_next
+        self._next: Callable[[T], object] = on_next if on_next is not None else _ignore
+        self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._waiting = 0  # threads waiting in dispose() for a call to return
+        self._running = 0  # the id of the thread delivering now, 0 if none
+        self._stopped = False
+        self._disposed = False
+        self._upstream: Disposable | None = None
+
+    @property
+    def closed(self) -> bool:
+        """True once the sink accepts no more signals: a producer should stop."""
+        return self._stopped
+
+    @property
+    def disposed(self) -> bool:
+        """True once nothing more will be delivered (disposed, or terminated)."""
+        return self._disposed
+
+    def on_next(self, value: T) -> None:
+        self._running = _get_ident()  # first announce the call, then look
+        if self._stopped:
+            self._idle_again()
+            return
+        try:
+            self._next(value)
+        except Exception as error:  # the observer failed: end the stream
+            self._terminate(_ERROR, error, failed=True)
+            return
+        except BaseException:
+            self._idle_again()
+            raise
+        self._running = 0
+        if self._waiting:
+            self._wake()
+
+    def on_error(self, error: BaseException) -> None:
+        if not isinstance(error, BaseException):
+            raise TypeError(f"error must be an exception, got {error!r}")
+        self._running = _get_ident()
+        self._terminate(_ERROR, error)
+
+    def on_complete(self) -> None:
+        self._running = _get_ident()
+        self._terminate(_COMPLETE, None)
+
+    def dispose(self) -> None:
+        """Stop delivery at once and dispose the subscription upstream (idempotent);
+        see :meth:`Sink.dispose`."""
+        me = _get_ident()
+        with self._lock:
+            self._stopped = self._disposed = True  # first stop, then look
+            self._waiting += 1
+            try:
+                while self._running not in (0, me):
+                    self._idle.wait()
+            finally:
+                self._waiting -= 1
+            upstream, self._upstream = self._upstream, _DISPOSED
+        if upstream is not None:
+            upstream.dispose()
+
+    def _set_upstream(self, upstream: Disposable | None) -> None:
+        if upstream is None:
+            return
+        with self._lock:
+            if self._upstream is None:
+                self._upstream = upstream
+                return
+        upstream.dispose()
+
+    def _idle_again(self) -> None:
+        self._running = 0
+        if self._waiting:
+            self._wake()
+
+    def _wake(self) -> None:
+        with self._lock:
+            self._idle.notify_all()
+
+    def _terminate(self, kind: int, error: BaseException | None, *,
+                   failed: bool = False) -> None:
+        """Deliver a terminal signal (``_running`` is set by the caller)."""
+        try:
+            with self._lock:
+                stopped = self._stopped
+                self._stopped = self._disposed = True
+                upstream, self._upstream = self._upstream, _DISPOSED
+            if upstream is not None:
+                upstream.dispose()
+            if stopped:
+                if failed:  # disposed from inside the call that then raised
+                    _log.error("observer %r failed after disposal", self._observer,
+                               exc_info=error)
+                return
+            if kind == _ERROR:
+                assert error is not None
+                self._observer.on_error(error)
+            else:
+                self._observer.on_complete()
+        except Exception:
+            _log.exception("observer %r failed in its terminal callback", self._observer)
+        finally:
+            self._idle_again()
+
+
+class _Relay(Generic[T]):
+    """A stage of a built-in operator on the trusted fast path: no lock per value.
+
+    It stands where a :class:`Sink` would stand between two of the library's own
+    operators (or between a built-in source and an operator), and relies on what the
+    contract already guarantees upstream: calls come one at a time and nothing comes
+    after a terminal signal (the upstream is a built-in source or operator, or a
+    :class:`Sink` at the boundary with anything else; see :meth:`Observable._feed`).
+    It keeps the rest of the contract: an exception raised by the operator's function
+    ends the stream (upstream disposed, ``on_error`` downstream), nothing passes after a
+    terminal signal or after :meth:`dispose`, and disposal propagates upstream. The
+    subscriber at the end of the chain always has its own :class:`Sink`, which
+    serializes, waits for a running call on dispose, and shields the producer from the
+    subscriber's exceptions.
+
+    The base class passes values on unchanged (merge's inputs); subclasses are the
+    operators.
+    """
+
+    __slots__ = ("_down", "_emit", "_lock", "_stopped", "_upstream")
+
+    def __init__(self, downstream: _Downstream[Any]) -> None:
+        self._down = downstream
+        self._emit: Callable[[Any], None] = downstream.on_next
+        self._lock = threading.Lock()  # guards the upstream handle, not the values
+        self._stopped = False
+        self._upstream: Disposable | None = None
+
+    @property
+    def closed(self) -> bool:
+        return self._stopped
+
+    def on_next(self, value: T) -> None:
+        if not self._stopped:
+            self._emit(value)
+
+    def on_error(self, error: BaseException) -> None:
+        if self._stop():
+            self._down.on_error(error)
+
+    def on_complete(self) -> None:
+        if self._stop():
+            try:
+                self._finish()
+            except Exception as error:  # an operator's own completion failed
+                self._down.on_error(error)
+
+    def _finish(self) -> None:
+        self._down.on_complete()
+
+    def dispose(self) -> None:
+        self._stop()
+
+    def _stop(self) -> bool:
+        """Stop and dispose upstream; True for the call that stopped the stage."""
+        with self._lock:
+            was = self._stopped
+            self._stopped = True
+        self._release()
+        return not was
+
+    def _release(self) -> None:
+        with self._lock:
+            upstream, self._upstream = self._upstream, _DISPOSED
+        if upstream is not None:
+            upstream.dispose()
+
+    def _fail(self, error: Exception) -> None:
+        """The operator's function raised: end the stream with that error."""
+        if self._stop():
+            self._down.on_error(error)
+
+    def _set_upstream(self, upstream: Disposable | None) -> None:
+        if upstream is None:
+            return
+        with self._lock:
+            if self._upstream is None:
+                self._upstream = upstream
+                return
+        upstream.dispose()  # the stage was disposed or terminated meanwhile
+
+
+class _Map(_Relay[T]):
+    __slots__ = ("_fn",)
+
+    def __init__(self, downstream: _Downstream[Any], fn: Callable[[T], Any]) -> None:
+        super().__init__(downstream)
+        self._fn = fn
+
+    def on_next(self, value: T) -> None:
+        if self._stopped:
+            return
+        try:
+            result = self._fn(value)
+        except Exception as error:
+            self._fail(error)
+            return
+        self._emit(result)
+
+
+class _Filter(_Relay[T]):
+    __slots__ = ("_predicate",)
+
+    def __init__(self, downstream: _Downstream[Any], predicate: Callable[[T], object]) -> None:
+        super().__init__(downstream)
+        self._predicate = predicate
+
+    def on_next(self, value: T) -> None:
+        if self._stopped:
+            return
+        try:
+            keep = self._predicate(value)
+        except Exception as error:
+            self._fail(error)
+            return
+        if keep:
+            self._emit(value)
+
+
+class _Scan(_Relay[T]):
+    __slots__ = ("_acc", "_fn")
+
+    def __init__(self, downstream: _Downstream[Any], fn: Callable[[Any, T], Any],
+                 seed: Any) -> None:
+        super().__init__(downstream)
+        self._fn = fn
+        self._acc = seed
+
+    def on_next(self, value: T) -> None:
+        if self._stopped:
+            return
+        if self._acc is _NO_SEED:
+            acc: Any = value
+        else:
+            try:
+                acc = self._fn(self._acc, value)
+            except Exception as error:
+                self._fail(error)
+                return
+        self._acc = acc
+        self._emit(acc)
+
+
+class _Take(_Relay[T]):
+    __slots__ = ("_remaining",)
+
+    def __init__(self, downstream: _Downstream[Any], count: int) -> None:
+        super().__init__(downstream)
+        self._remaining = count
+
+    def on_next(self, value: T) -> None:
+        if self._stopped:
+            return
+        self._remaining -= 1
+        if self._remaining > 0:
+            self._emit(value)
+            return
+        self._stopped = True  # the last value: nothing more passes, even re-entrantly
+        self._emit(value)
+        self._release()
+        self._down.on_complete()
+
+
+class _BufferWithCount(_Relay[T]):
+    __slots__ = ("_count", "_open", "_seen", "_step")
+
+    def __init__(self, downstream: _Downstream[Any], count: int, step: int) -> None:
+        super().__init__(downstream)
+        self._count = count
+        self._step = step
+        self._open: deque[list[T]] = deque()
+        self._seen = 0
+
+    def on_next(self, value: T) -> None:
+        if self._stopped:
+            return
+        open_lists = self._open
+        if self._seen % self._step == 0:
+            open_lists.append([])
+        self._seen += 1
+        for items in open_lists:
+            items.append(value)
+        while open_lists and len(open_lists[0]) == self._count:
+            self._emit(open_lists.popleft())
+
+    def on_error(self, error: BaseException) -> None:
+        self._open.clear()
+        super().on_error(error)
+
+    def _finish(self) -> None:
+        open_lists = self._open
+        while open_lists:
+            items = open_lists.popleft()
+            if items:
+                self._emit(items)
+        self._down.on_complete()
+
+
+class _MergeInput(_Relay[T]):
+    """One of merge's sources: values and errors go on, completion is counted."""
+
+    __slots__ = ("_completed",)
+
+    def __init__(self, downstream: _Downstream[Any], completed: Callable[[], None]) -> None:
+        super().__init__(downstream)
+        self._completed = completed
+
+    def _finish(self) -> None:
+        self._completed()
+
+
 class Subscription:
     """What :meth:`Observable.subscribe` returns: :meth:`dispose` it to stop delivery.
 
@@ -375,7 +749,7 @@ class Subscription:
 
     __slots__ = ("_sink",)
 
-    def __init__(self, sink: Sink[Any]) -> None:
+    def __init__(self, sink: Sink[Any] | _SerialSink[Any]) -> None:
         self._sink = sink
 
     def dispose(self) -> None:
@@ -418,11 +792,22 @@ class Observable(Generic[T]):
     observables; nothing runs until somebody subscribes.
     """
 
-    __slots__ = ("_subscribe_fn",)
+    __slots__ = ("_subscribe_fn", "_trusted")
 
     def __init__(self, subscribe: SubscribeFunction[T]) -> None:
         _check_callable("subscribe", subscribe)
-        self._subscribe_fn = subscribe
+        # called with a Sink, or with a relay when trusted (see _feed)
+        self._subscribe_fn: Callable[[Any], object] = subscribe
+        # True only for the library's own sources and operators, which obey the
+        # contract by construction: a consumer may feed them a relay instead of a Sink
+        self._trusted = False
+
+    @classmethod
+    def _built_in(cls, subscribe: Callable[[Any], object]) -> Observable[Any]:
+        """An observable of the library's own (a trusted producer, see :meth:`_feed`)."""
+        observable: Observable[Any] = cls(cast(SubscribeFunction[Any], subscribe))
+        observable._trusted = True
+        return observable
 
     # ----------------------------------------------------------------- subscribing
 
@@ -453,11 +838,12 @@ class Observable(Generic[T]):
                                     f"got {observer!r}")
                 on_next = observer
             target = _Callbacks(on_next, on_error, on_complete)
-        sink: Sink[T] = Sink(target)
+        # a trusted producer calls one at a time: the lighter safe observer suffices
+        sink: Sink[T] | _SerialSink[T] = _SerialSink(target) if self._trusted else Sink(target)
         self._run(sink)
         return Subscription(sink)
 
-    def _run(self, sink: Sink[T]) -> None:
+    def _run(self, sink: _Downstream[T]) -> None:
         try:
             teardown = self._subscribe_fn(sink)
         except Exception as error:
@@ -465,21 +851,23 @@ class Observable(Generic[T]):
             return
         sink._set_upstream(_as_disposable(teardown))
 
-    def _chain(
-        self,
-        on_next: Callable[[T], object],
-        downstream: Sink[Any],
-        on_complete: Callable[[], object] | None = None,
-    ) -> None:
-        """Subscribe an operator's callbacks; errors go downstream.
+    def _feed(self, stage: _Relay[T]) -> None:
+        """Subscribe an operator's ``stage`` to this observable.
 
-        The upstream sink is attached to ``downstream`` *before* the source starts, so
-        that disposing downstream stops even a source that emits during subscribe.
+        The library's own sources and operators obey the contract by construction, so
+        they emit into ``stage`` directly: no lock per value. Anything else (a user's
+        subscribe function, a :class:`Subject`, :func:`merge` of concurrent sources, a
+        scheduler-driven operator) emits into a :class:`Sink` in front of ``stage``,
+        which serializes the calls and drops what comes after a terminal signal. The
+        caller attaches ``stage`` downstream *before* this call, so that disposing
+        downstream stops even a source that emits during subscribe.
         """
-        upstream: Sink[T] = Sink(_Callbacks(on_next, downstream.on_error,
-                                            on_complete or downstream.on_complete))
-        downstream._set_upstream(upstream)
-        self._run(upstream)
+        if self._trusted:
+            self._run(stage)
+        else:
+            sink: Sink[T] = Sink(stage)
+            stage._set_upstream(sink)
+            self._run(sink)
 
     # ----------------------------------------------------------------- sources
 
@@ -493,17 +881,17 @@ class Observable(Generic[T]):
         if not isinstance(values, Iterable):
             raise TypeError(f"values must be iterable, got {values!r}")
 
-        def subscribe(sink: Sink[T]) -> None:
-            iterator = iter(values)
-            while not sink.closed:  # checked before pulling each value
-                try:
-                    value = next(iterator)
-                except StopIteration:
-                    sink.on_complete()
+        def subscribe(sink: _Downstream[T]) -> None:
+            if sink.closed:
+                return
+            on_next = sink.on_next
+            for value in values:
+                on_next(value)
+                if sink._stopped:  # checked before pulling the next value
                     return
-                sink.on_next(value)
+            sink.on_complete()
 
-        return Observable(subscribe)
+        return Observable._built_in(subscribe)
 
     @staticmethod
     def of(*values: T) -> Observable[T]:
@@ -513,19 +901,19 @@ class Observable(Generic[T]):
     @staticmethod
     def empty() -> Observable[Any]:
         """Complete at once."""
-        return Observable(lambda sink: sink.on_complete())
+        return Observable._built_in(lambda sink: sink.on_complete())
 
     @staticmethod
     def never() -> Observable[Any]:
         """Emit nothing, ever."""
-        return Observable(lambda sink: None)
+        return Observable._built_in(lambda sink: None)
 
     @staticmethod
     def throw(error: BaseException) -> Observable[Any]:
         """Fail at once with ``error``."""
         if not isinstance(error, BaseException):
             raise TypeError(f"error must be an exception, got {error!r}")
-        return Observable(lambda sink: sink.on_error(error))
+        return Observable._built_in(lambda sink: sink.on_error(error))
 
     @staticmethod
     def interval(period: float, scheduler: Scheduler) -> Observable[int]:
@@ -571,24 +959,24 @@ class Observable(Generic[T]):
         _check_callable("fn", fn)
         source = self
 
-        def subscribe(sink: Sink[U]) -> None:
-            source._chain(lambda value: sink.on_next(fn(value)), sink)
+        def subscribe(sink: _Downstream[U]) -> None:
+            stage: _Map[T] = _Map(sink, fn)
+            sink._set_upstream(stage)
+            source._feed(stage)
 
-        return Observable(subscribe)
+        return Observable._built_in(subscribe)
 
     def filter(self, predicate: Callable[[T], bool]) -> Observable[T]:
         """Only the values for which ``predicate`` is true."""
         _check_callable("predicate", predicate)
         source = self
 
-        def subscribe(sink: Sink[T]) -> None:
-            def on_next(value: T) -> None:
-                if predicate(value):
-                    sink.on_next(value)
+        def subscribe(sink: _Downstream[T]) -> None:
+            stage: _Filter[T] = _Filter(sink, predicate)
+            sink._set_upstream(stage)
+            source._feed(stage)
 
-            source._chain(on_next, sink)
-
-        return Observable(subscribe)
+        return Observable._built_in(subscribe)
 
     @overload
     def scan(self, fn: Callable[[T, T], T]) -> Observable[T]: ...
@@ -604,41 +992,27 @@ class Observable(Generic[T]):
         _check_callable("fn", fn)
         source = self
 
-        def subscribe(sink: Sink[Any]) -> None:
-            state = [seed]
+        def subscribe(sink: _Downstream[Any]) -> None:
+            stage: _Scan[T] = _Scan(sink, fn, seed)
+            sink._set_upstream(stage)
+            source._feed(stage)
 
-            def on_next(value: T) -> None:
-                acc = value if state[0] is _NO_SEED else fn(state[0], value)
-                state[0] = acc
-                sink.on_next(acc)
-
-            source._chain(on_next, sink)
-
-        return Observable(subscribe)
+        return Observable._built_in(subscribe)
 
     def take(self, count: int) -> Observable[T]:
         """The first ``count`` values, then complete (and dispose the source)."""
         require_int_at_least("count", count, 0)
         source = self
 
-        def subscribe(sink: Sink[T]) -> None:
+        def subscribe(sink: _Downstream[T]) -> None:
             if count == 0:
                 sink.on_complete()
-                return None
-            remaining = [count]
+                return
+            stage: _Take[T] = _Take(sink, count)
+            sink._set_upstream(stage)
+            source._feed(stage)
 
-            def on_next(value: T) -> None:
-                remaining[0] -= 1
-                sink.on_next(value)
-                if remaining[0] == 0:
-                    upstream.dispose()
-                    sink.on_complete()
-
-            upstream: Sink[T] = Sink(_Callbacks(on_next, sink.on_error, sink.on_complete))
-            sink._set_upstream(upstream)
-            source._run(upstream)
-
-        return Observable(subscribe)
+        return Observable._built_in(subscribe)
 
     def merge(self, *others: Observable[T]) -> Observable[T]:
         """This stream and ``others`` interleaved; see :func:`merge`."""
@@ -651,29 +1025,12 @@ class Observable(Generic[T]):
         step = count if skip is None else require_int_at_least("skip", skip, 1)
         source = self
 
-        def subscribe(sink: Sink[list[T]]) -> None:
-            open_lists: deque[list[T]] = deque()
-            seen = [0]
+        def subscribe(sink: _Downstream[list[T]]) -> None:
+            stage: _BufferWithCount[T] = _BufferWithCount(sink, count, step)
+            sink._set_upstream(stage)
+            source._feed(stage)
 
-            def on_next(value: T) -> None:
-                if seen[0] % step == 0:
-                    open_lists.append([])
-                seen[0] += 1
-                for items in open_lists:
-                    items.append(value)
-                while open_lists and len(open_lists[0]) == count:
-                    sink.on_next(open_lists.popleft())
-
-            def on_complete() -> None:
-                while open_lists:
-                    items = open_lists.popleft()
-                    if items:
-                        sink.on_next(items)
-                sink.on_complete()
-
-            source._chain(on_next, sink, on_complete)
-
-        return Observable(subscribe)
+        return Observable._built_in(subscribe)
 
     def buffer_with_time(self, timespan: float, scheduler: Scheduler) -> Observable[list[T]]:
         """A list of the values received in each ``timespan`` seconds of ``scheduler`` time.
@@ -774,9 +1131,9 @@ def merge(*sources: Observable[T]) -> Observable[T]:
         for source in sources:
             if sink.closed:
                 break
-            upstream: Sink[T] = Sink(_Callbacks(sink.on_next, sink.on_error, on_complete))
-            parts.add(upstream)
-            source._run(upstream)
+            stage: _MergeInput[T] = _MergeInput(sink, on_complete)
+            parts.add(stage)
+            source._feed(stage)
 
     return Observable(subscribe)
 
