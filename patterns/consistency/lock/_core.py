@@ -33,7 +33,7 @@ from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, replace
 from typing import Any, Final, Protocol, runtime_checkable
 
-from patterns._validation import require_finite_positive, require_non_negative
+from patterns._validation import require_finite, require_finite_positive, require_non_negative
 from patterns.clock import MONOTONIC, WALL_CLOCK, Clock, MonotonicClock, WallClock
 from patterns.events import Listeners
 
@@ -129,9 +129,20 @@ class Lease:
     expires_at: float
     ttl: float
 
+    def __post_init__(self) -> None:
+        check_name(self.name)
+        if not isinstance(self.owner, str) or not self.owner:
+            raise ValueError(f"owner must be a non-empty string, got {self.owner!r}")
+        if isinstance(self.fencing_token, bool) or not isinstance(self.fencing_token, int):
+            raise TypeError(f"fencing_token must be an int, got {self.fencing_token!r}")
+        if self.fencing_token < 0:
+            raise ValueError(f"fencing_token must be >= 0, got {self.fencing_token!r}")
+        require_finite("expires_at", self.expires_at)
+        check_ttl(self.ttl)
+
     def remaining(self, now: float) -> float:
         """Seconds left at time ``now`` (negative once expired)."""
-        return self.expires_at - now
+        return self.expires_at - require_finite("now", now)
 
 
 @dataclass(frozen=True, slots=True)
@@ -441,11 +452,22 @@ def simpy_acquire(env: _SimEnvironment, store: LockStore, name: str, ttl: float,
                   retry_interval: float = 0.05) -> Generator[Any, Any, Lease]:
     """:func:`acquire` in simulated time: ``lease = yield from simpy_acquire(env, ...)``.
 
-    The store should read the simulation's clock (``SimClock(env)``).
+    The store should read the simulation's clock (``SimClock(env)``). Arguments are
+    checked at the call, before the generator runs.
     """
+    _check_env(env)
+    timeout = _check_wait(store, name, ttl, timeout, retry_interval)
+    return _simpy_acquire(env, store, name, ttl, timeout, retry_interval)
+
+
+def _check_env(env: object) -> None:
     if not (hasattr(env, "now") and callable(getattr(env, "timeout", None))):
         raise TypeError(f"env must be a SimPy environment (now, timeout()), got {env!r}")
-    timeout = _check_wait(store, name, ttl, timeout, retry_interval)
+
+
+def _simpy_acquire(env: _SimEnvironment, store: LockStore, name: str, ttl: float,
+                   timeout: float | None, retry_interval: float
+                   ) -> Generator[Any, Any, Lease]:
     start = env.now
     attempts = 0
     while True:
@@ -638,6 +660,10 @@ class LeaseRenewer:
 
     def simpy_run(self, env: _SimEnvironment) -> Generator[Any, Any, None]:
         """Renew in simulated time until :meth:`stop` or the lease is lost."""
+        _check_env(env)
+        return self._simpy_run(env)
+
+    def _simpy_run(self, env: _SimEnvironment) -> Generator[Any, Any, None]:
         while not self._stop.is_set():
             yield env.timeout(self.interval)
             if self._stop.is_set() or not self.renew():
