@@ -16,6 +16,11 @@ Jitter follows Marc Brooker, "Exponential Backoff and Jitter" (AWS Architecture 
 Unlike the guide's sketch, the first exponential delay is ``initial`` (not
 ``initial * factor``), and jitter spreads delays over the whole range instead of
 shaving 0-30 % off them (which keeps clients synchronised).
+
+An uncapped schedule (``cap=inf``, the default) grows until it saturates at
+:data:`LARGEST_DELAY` (about 4.5e307 s): every delay is a finite number that a driver can
+wait on, never ``inf`` (``0.1 * 2**1030`` overflows) and never NaN (``0 * inf`` with
+full jitter, ``3 * inf - inf`` with decorrelated jitter).
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ import random
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from enum import StrEnum
+from sys import float_info
+from typing import Final
 
 from patterns._validation import (
     require_at_least,
@@ -35,6 +42,7 @@ from patterns._validation import (
 )
 
 __all__ = [
+    "LARGEST_DELAY",
     "Backoff",
     "ConstantBackoff",
     "ExponentialBackoff",
@@ -61,6 +69,11 @@ class Jitter(StrEnum):
         except ValueError:
             allowed = ", ".join(repr(kind.value) for kind in cls)
             raise ValueError(f"jitter must be one of {allowed}, got {value!r}") from None
+
+
+LARGEST_DELAY: Final[float] = float_info.max / 4
+"""The largest delay a schedule yields: growth saturates here, so that ``3 * previous``
+(decorrelated jitter) and ``nominal * multiplier`` never overflow to ``inf``."""
 
 
 def _apply(jitter: Jitter, nominal: float, rng: random.Random) -> float:
@@ -140,7 +153,8 @@ class LinearBackoff(Backoff):
         return self._delays(require_rng("rng", rng))
 
     def _delays(self, rng: random.Random) -> Iterator[float]:
-        nominal, step, cap, jitter = self.initial, self.increment, self.cap, self.jitter
+        nominal, step, jitter = self.initial, self.increment, self.jitter
+        cap = min(self.cap, LARGEST_DELAY)
         while True:
             yield _apply(jitter, min(nominal, cap), rng)
             if nominal < cap:
@@ -179,7 +193,9 @@ class ExponentialBackoff(Backoff):
         return self._delays(require_rng("rng", rng))
 
     def _delays(self, rng: random.Random) -> Iterator[float]:
-        initial, cap, jitter = self.initial, self.cap, self.jitter
+        jitter = self.jitter
+        cap = min(self.cap, LARGEST_DELAY)
+        initial = min(self.initial, cap)
         if jitter is Jitter.DECORRELATED:
             previous = initial
             while True:

@@ -375,3 +375,25 @@ def test_backoff_is_abstract() -> None:
 )
 def test_repr(backoff: Backoff, text: str) -> None:
     assert repr(backoff) == text
+
+
+# An uncapped schedule saturates instead of overflowing (issue 11: after about a
+# thousand retries 0.1 * 2**n became inf, and full or decorrelated jitter then gave NaN).
+@pytest.mark.parametrize("jitter", ["none", "full", "equal", "decorrelated"])
+@pytest.mark.parametrize("initial", [0.1, 1e300, 1.7e308])
+def test_an_uncapped_exponential_schedule_stays_finite(jitter: str, initial: float) -> None:
+    from patterns.resilience.backoff import LARGEST_DELAY
+
+    delays = ExponentialBackoff(initial, jitter=jitter).first(1200, random.Random(1))
+    assert all(math.isfinite(d) and 0.0 <= d <= LARGEST_DELAY for d in delays)
+    if jitter == "none":
+        assert delays[-1] == LARGEST_DELAY
+
+
+def test_a_zero_draw_of_full_jitter_on_a_saturated_schedule_is_zero_not_nan() -> None:
+    class ZeroRandom(random.Random):
+        def random(self) -> float:
+            return 0.0
+
+    delays = ExponentialBackoff(1.0, jitter="full").first(1100, ZeroRandom())
+    assert delays[-1] == 0.0
