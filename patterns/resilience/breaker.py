@@ -299,7 +299,10 @@ class CircuitBreaker(CallDecorator):
         ``"count"``: the last ``window_size`` calls; ``"time"``: the calls of the last
         ``window_size`` seconds (in ``window_buckets`` slices).
     minimum_calls:
-        No judgement before the window holds this many calls.
+        No judgement before the window holds this many calls (default 10, or
+        ``window_size`` if a count window is smaller). A count window can never hold more
+        than ``window_size`` calls, so a larger ``minimum_calls`` is refused: that breaker
+        could never open.
     wait_in_open:
         Seconds to stay open before half-open; or a
         :class:`~patterns.resilience.backoff.Backoff` whose successive delays are used on
@@ -336,7 +339,7 @@ class CircuitBreaker(CallDecorator):
         window_type: WindowType | str = WindowType.COUNT,
         window_size: float = 100,
         window_buckets: int = 10,
-        minimum_calls: int = 10,
+        minimum_calls: int | None = None,
         wait_in_open: float | Backoff = 60.0,
         half_open_calls: int = 10,
         record_exceptions: ExceptionFilter = Exception,
@@ -365,7 +368,16 @@ class CircuitBreaker(CallDecorator):
             self.window_size = require_positive("window_size", require_finite(
                 "window_size", window_size))
         self.window_buckets = require_int_at_least("window_buckets", window_buckets, 1)
+        if minimum_calls is None:
+            minimum_calls = 10
+            if self.window_type is WindowType.COUNT:
+                minimum_calls = min(minimum_calls, int(self.window_size))
         self.minimum_calls = require_int_at_least("minimum_calls", minimum_calls, 1)
+        if self.window_type is WindowType.COUNT and minimum_calls > self.window_size:
+            raise ValueError(
+                f"minimum_calls must be <= window_size ({int(self.window_size)}) for a count "
+                f"window, which never holds more calls (the breaker could never open), got "
+                f"{minimum_calls!r}")
         if isinstance(wait_in_open, Backoff):
             self.wait_in_open: float | Backoff = wait_in_open
         else:

@@ -228,6 +228,8 @@ def test_breaker_wait_in_open(value: Any) -> None:
 @given(value=NOT_AN_INT | NOT_POSITIVE_INT)
 def test_breaker_counts(value: Any) -> None:
     for name in ("window_size", "window_buckets", "minimum_calls", "half_open_calls"):
+        if name == "minimum_calls" and value is None:
+            continue  # None is the default: 10, or the count window's size if smaller
         assert_rejected(lambda n=name: CircuitBreaker(**{n: value}), name, value)
 
 

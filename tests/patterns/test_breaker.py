@@ -558,6 +558,11 @@ def test_running_counts_match_a_recount(configuration: str) -> None:
     clock = ManualClock()
     options: dict[str, object] = {"window_size": 20, "minimum_calls": 10**6}
     options.update(CONFIGURATIONS[configuration])
+    if options.get("window_type", "count") == "count":
+        # A count window refuses minimum_calls > window_size; thresholds of 1.0 keep it
+        # closed instead (20 failures or slow calls in a row never come with this seed).
+        options.update(minimum_calls=20, failure_rate_threshold=1.0,
+                       slow_call_rate_threshold=1.0)
     breaker = make(clock, **options)
     history: list[tuple[float, bool, bool]] = []
     for _ in range(600):
@@ -725,3 +730,24 @@ def test_breaker_over_rate_limited_async_can_open() -> None:
         with pytest.raises(BoomError):
             asyncio.run(fetch())
     assert breaker.state is CircuitState.OPEN
+
+
+# A count window smaller than minimum_calls could never judge, so the breaker never
+# opened (issue 11): CircuitBreaker(window_size=5) kept the default minimum_calls=10.
+def test_a_small_count_window_lowers_the_default_minimum_and_opens() -> None:
+    breaker = CircuitBreaker(window_size=5, clock=ManualClock())
+    assert breaker.minimum_calls == 5
+    for _ in range(5):
+        with pytest.raises(ZeroDivisionError):
+            breaker.call(lambda: 1 / 0)
+    assert breaker.state is CircuitState.OPEN
+
+
+def test_an_explicit_minimum_larger_than_the_count_window_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"minimum_calls must be <= window_size \(5\).*got 6"):
+        CircuitBreaker(window_size=5, minimum_calls=6)
+
+
+def test_a_time_window_keeps_any_minimum() -> None:
+    breaker = CircuitBreaker(window_type="time", window_size=1.0, minimum_calls=500)
+    assert breaker.minimum_calls == 500
