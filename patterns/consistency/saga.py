@@ -661,9 +661,16 @@ def _default_compensation_retry() -> RetryPolicy:
                        backoff=ExponentialBackoff(0.05, cap=1.0))
 
 
+_owner_prefix: tuple[int, str] = (-1, "")
+
+
 def _new_owner() -> str:
     """A fresh owner id for one run or recovery: host, process, and a random part."""
-    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(8)}"
+    global _owner_prefix
+    pid = os.getpid()
+    if _owner_prefix[0] != pid:  # first call, or a forked child
+        _owner_prefix = (pid, f"{socket.gethostname()}:{pid}:")
+    return _owner_prefix[1] + secrets.token_hex(8)
 
 
 class SagaOrchestrator:

@@ -130,6 +130,12 @@ class Lease:
     ttl: float
 
     def __post_init__(self) -> None:
+        ttl, expires = self.ttl, self.expires_at
+        if (type(self.name) is str and self.name and type(self.owner) is str and self.owner
+                and type(self.fencing_token) is int and self.fencing_token >= 0
+                and type(expires) is float and -_INF < expires < _INF
+                and type(ttl) is float and 0.0 < ttl <= MAX_TTL):
+            return  # the stores' leases: checked in a few comparisons
         check_name(self.name)
         if not isinstance(self.owner, str) or not self.owner:
             raise ValueError(f"owner must be a non-empty string, got {self.owner!r}")
@@ -197,6 +203,8 @@ def check_name(name: object) -> str:
         raise ValueError(f"name must be a non-empty string, got {name!r}")
     return name
 
+
+_INF: Final = float("inf")
 
 MAX_TTL: Final = 365 * 86_400.0
 """The longest lease (and renewal or retry interval) accepted, in seconds: one year.
