@@ -122,6 +122,8 @@ class OperationCancelled(BaseException):
     """
 
     def __init__(self, reason: object = CANCELLED, token: CancellationToken | None = None):
+        if token is not None:
+            _check_token("token", token)
         super().__init__(reason, token)
         self.reason = reason
         self.token = token
@@ -140,6 +142,9 @@ class DeadlineExceededError(TimeoutError):
     """
 
     def __init__(self, deadline: float, timeout: float | None = None) -> None:
+        require_finite("deadline", deadline)
+        if timeout is not None:
+            require_positive("timeout", timeout)
         super().__init__()
         self.args = (deadline, timeout)
         self.deadline = deadline
@@ -163,6 +168,10 @@ class Registration:
     __slots__ = ("_key", "_token")
 
     def __init__(self, token: CancellationToken | None, key: int) -> None:
+        if token is not None:
+            _check_token("token", token)
+        if key.__class__ is not int:
+            raise TypeError(f"key must be an int, got {key!r}")
         self._token = token
         self._key = key
 
