@@ -34,6 +34,17 @@ the peers run without hooks. ``gc.collect()`` runs before each repeat.
 Nothing is silently broken: in (a) every repeat must admit at most
 ``100 + 100 * elapsed + 1`` checks in all and refuse most of them; in (b) every check
 must be admitted.
+
+(c) Shared through Redis (skipped with ``--no-redis`` or without ``redis-server``): a
+throw-away ``redis-server`` on loopback (``simulations.kit.servers``), one client
+connection, the same two loads (at the limit: 100 per second, mostly refused; under
+it: every check admitted and the state written). Ours is
+``RedisGCRALimiter(...).try_acquire()``; beside it the script it replaced (issue 11:
+``TIME + HMGET + HSET + PEXPIRE``, run through the same client call) and limits'
+``RedisStorage`` with its three strategies. For each: the round trip per check as the
+caller sees it (median), the commands the server runs per check and the server's own
+time per check, both from ``INFO commandstats`` (``CONFIG RESETSTAT`` before each
+repeat; a script's time includes the commands it calls).
 """
 
 from __future__ import annotations
@@ -43,18 +54,23 @@ import gc
 import itertools
 import os
 import platform
+import shutil
 import statistics
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from fractions import Fraction
 from importlib.metadata import version
+from pathlib import Path
 from typing import Any
 
 import limits
 import limits.storage
 import limits.strategies
 import pyrate_limiter
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import patterns
 from patterns.resilience.ratelimit import (
@@ -270,12 +286,176 @@ def header(args: argparse.Namespace) -> list[str]:
     ]
 
 
+# --------------------------------------------------------------------------- (c) Redis
+
+#: The script of RedisGCRALimiter before issue 11 (state in a hash: TIME + HMGET, then
+#: HSET + PEXPIRE to admit), kept here only to be measured beside the current one.
+PREVIOUS_SCRIPT = """
+local q, r, L = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local tol, n, mode = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local state = redis.call('HMGET', KEYS[1], 'tat', 'frac')
+local tat, frac = tonumber(state[1]), tonumber(state[2])
+if tat == nil or tat < now then
+  tat, frac = now, 0
+end
+local function store(whole, part)
+  if whole <= now then
+    redis.call('DEL', KEYS[1])
+    return
+  end
+  redis.call('HSET', KEYS[1], 'tat', string.format('%d', whole),
+             'frac', string.format('%d', part))
+  redis.call('PEXPIRE', KEYS[1], string.format('%d', math.ceil((whole - now) / 1000) + 1))
+end
+if mode == 'refund' then
+  local part = frac - n * r
+  local whole = tat - n * q + math.floor(part / L)
+  store(whole, part % L)
+  return {1, 0, now}
+end
+local part = frac + n * r
+local whole = tat + n * q + math.floor(part / L)
+part = part % L
+local ahead = (whole - now) * L + part
+if ahead <= tol then
+  if mode == 'take' then
+    store(whole, part)
+  end
+  return {1, 0, now}
+end
+return {0, math.ceil((ahead - tol) / L), now}
+"""
+
+
+@dataclass
+class RedisCase:
+    label: str
+    ours: bool
+    check: Check
+    round_trip_ns: list[float] = field(default_factory=list)
+    server_us: list[float] = field(default_factory=list)
+    commands: list[float] = field(default_factory=list)
+
+
+def redis_cases(client: Any, url: str, limit: int, tag: str) -> list[RedisCase]:
+    from patterns.resilience.ratelimit import RedisGCRALimiter
+
+    # At the limit: rate 100, burst 100. Under it: rate 1000 with a burst of 10**6 (a
+    # tolerance of 1000 s), so that every check is admitted *and* moves the stored time
+    # ahead of the clock (at 10**9 per second the state would simply be deleted).
+    rate, burst = (float(limit), limit) if limit < 10**6 else (1000.0, 10**6)
+    ours = RedisGCRALimiter(client, f"bench:{tag}:ours", rate, burst)
+    previous = client.register_script(PREVIOUS_SCRIPT)
+    interval = (Fraction(1_000_000) / Fraction(rate)).limit_denominator(1000)
+    q, r = divmod(interval.numerator, interval.denominator)
+    previous_args = [q, r, interval.denominator, burst * interval.numerator, 1, "take"]
+    previous_keys = [f"bench:{tag}:previous"]
+
+    def previous_check() -> bool:
+        return bool(previous(keys=previous_keys, args=previous_args)[0])
+
+    storage = limits.storage.RedisStorage(url)
+    item = limits.RateLimitItemPerSecond(limit)
+    result = [RedisCase("patterns `RedisGCRALimiter`", True, ours.try_acquire),
+              RedisCase("patterns before issue 11 (same algorithm, previous script)", True,
+                        previous_check)]
+    for name, strategy in (("moving window", limits.strategies.MovingWindowRateLimiter),
+                           ("fixed window", limits.strategies.FixedWindowRateLimiter),
+                           ("sliding window counter",
+                            limits.strategies.SlidingWindowCounterRateLimiter)):
+        hit = strategy(storage).hit
+        key = f"bench:{tag}:{name}"
+        result.append(RedisCase(f"limits `RedisStorage` {name}", False,
+                                lambda hit=hit, key=key: hit(item, key)))
+    return result
+
+
+def measure_redis(client: Any, all_cases: list[RedisCase], repeats: int, n: int,
+                  limit: int) -> None:
+    for case in all_cases:
+        for _ in range(200):  # warm-up: scripts loaded, state present
+            case.check()
+    for _ in range(repeats):
+        for case in all_cases:
+            gc.collect()
+            client.config_resetstat()
+            admitted = 0
+            start = time.perf_counter_ns()
+            for _ in itertools.repeat(None, n):
+                if case.check():
+                    admitted += 1
+            elapsed = time.perf_counter_ns() - start
+            stats = client.info("commandstats")
+            calls = sum(int(v["calls"]) for k, v in stats.items()
+                        if k not in ("cmdstat_config|resetstat", "cmdstat_info"))
+            script_us = sum(float(v["usec"]) for k, v in stats.items()
+                            if k in ("cmdstat_evalsha", "cmdstat_eval"))
+            if limit < 10**6 and admitted > limit + limit * elapsed / 1e9 + 1:
+                raise AssertionError(f"{case.label}: admitted {admitted} at the limit")
+            if limit >= 10**6 and admitted != n:
+                raise AssertionError(f"{case.label}: admitted {admitted} of {n} under it")
+            case.round_trip_ns.append(elapsed / n)
+            case.server_us.append(script_us / n)
+            case.commands.append(calls / n)
+
+
+def redis_table(title: str, all_cases: list[RedisCase]) -> list[str]:
+    ours = all_cases[0]
+    lines = [
+        f"### {title}",
+        "",
+        "Ratios: a case's median divided by ours (`RedisGCRALimiter`).",
+        "",
+        "| check | round trip | commands per check | server time per check | "
+        "server time ratio |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    server = statistics.median(ours.server_us)
+    for case in all_cases:
+        median_server = statistics.median(case.server_us)
+        lines.append(
+            f"| {case.label} | {fmt_time(statistics.median(case.round_trip_ns))} | "
+            f"{statistics.median(case.commands):.2f} | {median_server:.2f} µs | "
+            f"{median_server / server:.2f}× |")
+    lines.append("")
+    return lines
+
+
+def run_redis(args: argparse.Namespace) -> list[str]:
+    if args.no_redis or shutil.which("redis-server") is None:
+        return ["### (c) Through Redis: skipped (`--no-redis`, or no `redis-server`)", ""]
+    import redis
+
+    from simulations.kit.servers import redis_server
+
+    lines = []
+    with redis_server() as port:
+        client = redis.Redis(host="127.0.0.1", port=port)
+        url = f"redis://127.0.0.1:{port}"
+        n = 300 if args.quick else 1000
+        for title, limit, tag in (
+                ("(c1) Through Redis, at the limit: 100 per second, almost every check "
+                 "refused", 100, "a"),
+                ("(c2) Through Redis, under the limit: every check admitted and written "
+                 "(GCRA: 1000 per second, burst 10**6; limits: 10**9 per second)",
+                 10**9, "b")):
+            all_cases = redis_cases(client, url, limit, tag)
+            measure_redis(client, all_cases, args.repeats, n, limit)
+            lines += redis_table(title, all_cases)
+        client.close()
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true",
                         help="5 repeats of about 5 ms each (default: 15 of about 20 ms)")
     parser.add_argument("--repeats", type=int, help="repeats per case")
     parser.add_argument("--target-ms", type=float, help="duration of one repeat, in ms")
+    parser.add_argument("--no-redis", action="store_true",
+                        help="skip (c), the limiters shared through Redis")
     args = parser.parse_args(argv)
     if args.repeats is None:
         args.repeats = 5 if args.quick else 15
@@ -294,6 +474,7 @@ def main(argv: list[str] | None = None) -> int:
     lines += table("(a) At the limit: 100 per second, almost every check refused", at_limit)
     lines += table("(b) Under the limit: every check admitted", under_limit)
     lines += targets({"(a) at the limit": at_limit, "(b) under the limit": under_limit})
+    lines += run_redis(args)
     print("\n".join(lines))
     return 0
 
