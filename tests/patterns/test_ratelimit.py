@@ -1185,3 +1185,20 @@ def test_rate_limited_checks_its_options_when_called() -> None:
         rate_limited(limiter, timeout=math.nan)
     with pytest.raises(TypeError, match="sleep"):
         rate_limited(limiter, sleep="zzz")  # type: ignore[arg-type]
+
+
+def test_tiered_gives_the_local_permit_back_when_the_shared_tier_raises() -> None:
+    # A shared tier that raises (Redis misconfigured, or down with "raise") used to keep
+    # the local permit: each failed request drained the local limit for nothing.
+    class Broken(TokenBucket):
+        def _decide(self, n: int) -> tuple[float, float]:
+            raise ConnectionError("shared tier down")
+
+    clock = ManualClock()
+    local = TokenBucket(1.0, 2, clock=clock)
+    tier = TieredRateLimiter(local, Broken(1.0, 2, clock=clock), clock=clock)
+    for _ in range(3):
+        with pytest.raises(ConnectionError):
+            tier.try_acquire()
+    assert local.tokens == 2.0
+    assert tier.stats() == RateLimiterStats(0, 0)

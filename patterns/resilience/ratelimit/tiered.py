@@ -5,7 +5,8 @@ if the local one agrees: an instance that is already over its own share answers 
 once, without a round trip. :class:`TieredRateLimiter` does the same with any two
 limiters, and fixes what the sketch leaves open: when the shared limiter refuses, the
 permits the local one granted are given back (``refund``), so a refused request
-consumes neither limit.
+consumes neither limit; the same when the shared limiter raises (Redis misconfigured,
+or unreachable with ``when_unavailable="raise"``).
 """
 
 from __future__ import annotations
@@ -66,7 +67,11 @@ class TieredRateLimiter(RateLimiter):
     def _decide(self, n: int) -> tuple[float, float]:
         wait = self.local.attempt(n)
         if not wait:
-            wait = self.shared.attempt(n)
+            try:
+                wait = self.shared.attempt(n)
+            except BaseException:
+                self.local.refund(n)  # refused by an error: the local permit goes back
+                raise
             if wait:
                 self.local.refund(n)
         now = self._now()
