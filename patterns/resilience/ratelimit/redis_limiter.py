@@ -21,7 +21,7 @@ What the guide's ``DistributedRateLimiter`` gets wrong, and this adapter does in
 
 A decision is lean: the client sends one ``EVALSHA`` (the script is loaded once; after a
 ``SCRIPT FLUSH`` or a restart redis-py loads it again on ``NOSCRIPT``), and the script
-runs ``TIME`` and ``GET``, plus one ``SET`` with its expiry when it admits: 3 commands in
+runs ``TIME`` and ``GET``, plus one ``SET ... PXAT`` when it admits: 3 commands in
 ``INFO commandstats`` for a refusal, 4 for an admission. (A GCRA on the server's clock
 cannot do with fewer: it must read the clock, read the state and, to admit, write it;
 before, the state was a hash, written with ``HSET`` and ``PEXPIRE``.)
@@ -90,6 +90,8 @@ GCRA_SCRIPT: Final = """
 -- returns  0 if admitted (or for refund), else the wait in whole microseconds (> 0);
 --          for 'time', the server's clock in microseconds
 -- Commands: TIME and GET, then one SET (with its expiry) or DEL only if the state changes.
+-- The expiry is absolute (PXAT, 1 ms after the theoretical arrival time, on the same
+-- server clock): Redis then stores it as given, where a relative PX is rewritten.
 local t = redis.call('TIME')
 local now = t[1] * 1000000 + t[2]
 local mode = ARGV[6]
@@ -133,11 +135,10 @@ end
 if whole <= now then
   redis.call('DEL', KEYS[1])
 elseif part == 0 then
-  redis.call('SET', KEYS[1], string.format('%d', whole),
-             'PX', math.ceil((whole - now) / 1000) + 1)
+  redis.call('SET', KEYS[1], string.format('%d', whole), 'PXAT', math.ceil(whole / 1000) + 1)
 else
   redis.call('SET', KEYS[1], string.format('%d:%d', whole, part),
-             'PX', math.ceil((whole - now) / 1000) + 1)
+             'PXAT', math.ceil(whole / 1000) + 1)
 end
 return 0
 """
