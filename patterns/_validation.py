@@ -88,8 +88,11 @@ def require_int_at_least(name: str, value: int, minimum: int) -> int:
 
 
 def require_clock(name: str, value: Any) -> Any:
-    """``value`` is a clock: it has a callable ``now()`` (:class:`patterns.clock.Clock`)."""
-    if not callable(getattr(value, "now", None)):
+    """``value`` is a clock: it has a callable ``now()`` (:class:`patterns.clock.Clock`).
+
+    A clock *class* (``ManualClock`` rather than ``ManualClock()``) is refused: its
+    ``now`` is callable, but calling it fails later, far from the mistake."""
+    if isinstance(value, type) or not callable(getattr(value, "now", None)):
         raise TypeError(f"{name} must be a Clock (an object with a now() method), "
                         f"got {value!r} ({type(value).__name__})")
     return value

@@ -37,7 +37,7 @@ from patterns.resilience.retry import (
 
 FAST = settings(max_examples=25, deadline=None)
 NAN = float("nan")
-NOT_A_CLOCK = st.sampled_from([None, 1, "clock", object(), [1]])
+NOT_A_CLOCK = st.sampled_from([None, 1, "clock", object(), [1], ManualClock])  # a class, too
 NOT_AN_RNG = st.sampled_from([1, "seed", object(), [0.5]])
 NOT_POSITIVE_INT = st.sampled_from([0, -1, -100])
 
