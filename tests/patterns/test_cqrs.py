@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
+import sqlite3
 import subprocess
 import sys
+import tempfile
 import textwrap
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +33,9 @@ from patterns.consistency.cqrs import (
     ProjectionTimeoutError,
     Projector,
     QueryBus,
+    ReadModel,
     SQLiteBankReadModel,
+    SQLiteReadModel,
     UnknownMessageTypeError,
     await_position,
     simpy_await_position,
@@ -38,11 +44,15 @@ from patterns.consistency.eventsourcing import (
     AggregateNotFoundError,
     BankAccount,
     ConcurrencyConflictError,
+    EventMetadata,
     EventSourcedRepository,
     EventStore,
     InMemoryEventStore,
     InsufficientFundsError,
+    NewEvent,
+    RecordedEvent,
     SQLiteEventStore,
+    UnknownEventTypeError,
     bank_codec,
 )
 from patterns.storage.sqlite import SQLiteDatabase
@@ -361,17 +371,19 @@ def test_restart_resumes_from_the_stored_checkpoint_exactly_once(tmp_path: Path)
 
 
 class FailingOnce(SQLiteBankReadModel):
+    """Fails once at ``fail_at``, after writing a bogus update in the batch's transaction."""
+
     def __init__(self, database: SQLiteDatabase, fail_at: int) -> None:
         super().__init__(database)
         self.fail_at = fail_at
 
-    def apply(self, record: Any, event: Any) -> bool:
+    def project(self, connection: sqlite3.Connection, record: RecordedEvent,
+                event: Any) -> None:
         if record.position == self.fail_at:
             self.fail_at = -1
-            with self.database.transaction() as db:
-                db.execute("UPDATE cqrs_accounts SET balance = balance + 1000")
-                raise RuntimeError("crash mid-update")
-        return super().apply(record, event)
+            connection.execute("UPDATE cqrs_accounts SET balance = balance + 1000")
+            raise RuntimeError("crash mid-update")
+        super().project(connection, record, event)
 
 
 def test_a_crash_mid_update_rolls_back_update_and_checkpoint(tmp_path: Path) -> None:
@@ -394,6 +406,213 @@ def test_a_crash_mid_update_rolls_back_update_and_checkpoint(tmp_path: Path) -> 
     assert view is not None
     assert view.balance == 12
     assert model.checkpoint() == 3
+    database.close()
+
+
+# --------------------------------------------------------------------------- batches
+
+
+def _deposits(store: EventStore, count: int, *, per_append: int = 100) -> None:
+    """Open account "a" and deposit 1 ``count`` times (positions 1 .. count + 1)."""
+    repo = EventSourcedRepository(store, BankAccount, bank_codec())
+    account = BankAccount.open("a", "ann")
+    for _ in range(count):
+        account.deposit(1)
+        if len(account.pending) == per_append:
+            repo.save(account)
+    repo.save(account)
+    assert store.head_position() == count + 1
+
+
+def test_a_batch_of_events_commits_once_with_its_checkpoint(tmp_path: Path) -> None:
+    database = SQLiteDatabase(tmp_path / "x.db")
+    store = SQLiteEventStore(database)
+    _deposits(store, 99)
+    model = SQLiteBankReadModel(database)
+    statements: list[str] = []
+    database.connection().set_trace_callback(statements.append)
+    projector = Projector(store, model, bank_codec(), batch_size=40)
+    assert projector.catch_up() == 100
+    database.connection().set_trace_callback(None)
+    # 100 events in batches of 40: three transactions, not one hundred
+    assert statements.count("COMMIT") == 3
+    assert sum("cqrs_checkpoints (name, position)" in s for s in statements) == 3
+    view = model.account("a")
+    assert view is not None
+    assert (view.balance, view.version, model.checkpoint()) == (99, 100, 100)
+    database.close()
+
+
+class Ledger(SQLiteReadModel):
+    """Records every position it projects under a primary key: an event applied twice
+    raises, one skipped leaves a hole. Fails once at each position of ``fail_at``, after
+    writing its row (the failed transaction must take the row back)."""
+
+    def __init__(self, database: SQLiteDatabase, fail_at: set[int] | None = None) -> None:
+        super().__init__(database, name="ledger")
+        database.executescript("CREATE TABLE IF NOT EXISTS ledger "
+                               "(position INTEGER PRIMARY KEY)")
+        self.fail_at = set(fail_at or ())
+
+    def project(self, connection: sqlite3.Connection, record: RecordedEvent,
+                event: Any) -> None:
+        connection.execute("INSERT INTO ledger (position) VALUES (?)", (record.position,))
+        if record.position in self.fail_at:
+            self.fail_at.discard(record.position)
+            raise RuntimeError(f"handler failed at {record.position}")
+
+    def positions(self) -> list[int]:
+        return [row[0] for row in self.database.connection().execute(
+            "SELECT position FROM ledger ORDER BY position")]
+
+
+@settings(max_examples=25, deadline=None)
+@given(events=st.integers(1, 60), batch_size=st.integers(1, 25),
+       fail_at=st.sets(st.integers(1, 60), max_size=6))
+def test_a_handler_failing_mid_batch_loses_nothing_and_applies_nothing_twice(
+        events: int, batch_size: int, fail_at: set[int]) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        database = SQLiteDatabase(Path(folder) / "x.db")
+        store = SQLiteEventStore(database)
+        _deposits(store, events - 1, per_append=7)
+        model = Ledger(database, fail_at)
+        projector = Projector(store, model, bank_codec(), batch_size=batch_size)
+        heard: list[int] = []
+        projector.listeners.add(lambda e: heard.append(e.position) if e.applied else None)
+        failures = 0
+        for _ in range(10 * events):  # never loops for ever, even if the projection stalls
+            if model.checkpoint() == events:
+                break
+            before = model.checkpoint()
+            try:
+                projector.poll()
+            except RuntimeError as error:
+                failures += 1
+                failed = int(str(error).rsplit(" ", 1)[1])
+                # the events before the failing one are committed, the checkpoint with them
+                assert model.checkpoint() == failed - 1 >= before
+            # the read model and its checkpoint always move together
+            assert model.positions() == list(range(1, model.checkpoint() + 1))
+        assert failures == len({p for p in fail_at if p <= events})
+        assert model.positions() == list(range(1, events + 1))
+        assert heard == list(range(1, events + 1))
+        database.close()
+
+
+def test_a_poison_event_stops_the_projection_just_before_it(tmp_path: Path) -> None:
+    database = SQLiteDatabase(tmp_path / "x.db")
+    store = SQLiteEventStore(database)
+    bus = make_bus(store)
+    bus.dispatch(OpenAccount("a", "ann"))
+    bus.dispatch(Deposit("a", 5))
+    bus.dispatch(Deposit("a", 2**70))  # valid for the aggregate, too big for SQLite
+    bus.dispatch(Deposit("a", 7))
+    model = SQLiteBankReadModel(database)
+    projector = Projector(store, model, bank_codec())
+    heard: list[tuple[int, bool]] = []
+    projector.listeners.add(lambda e: heard.append((e.position, e.applied)))
+    for _ in range(2):  # the next poll retries the poison event, and fails again
+        with pytest.raises(OverflowError):
+            projector.poll()
+        assert model.checkpoint() == 2
+        view = model.account("a")
+        assert view is not None
+        assert (view.balance, view.version) == (5, 2)
+    assert heard == [(1, True), (2, True)]
+    database.close()
+
+
+def test_an_event_that_cannot_be_decoded_mid_batch(store: EventStore,
+                                                   model: BankReadModel) -> None:
+    bus = make_bus(store)
+    bus.dispatch(OpenAccount("a", "ann"))
+    bus.dispatch(Deposit("a", 5))
+    store.append("z", [NewEvent("Renamed", {}, EventMetadata("x", 0.0))], None)
+    bus.dispatch(Deposit("a", 7))
+    projector = Projector(store, model, bank_codec())
+    with pytest.raises(UnknownEventTypeError, match="Renamed"):
+        projector.poll()
+    assert model.checkpoint() == 2
+    view = model.account("a")
+    assert view is not None
+    assert view.balance == 5
+
+
+class FlakyInMemory(InMemoryBankReadModel):
+    """A read model of its own (the default apply_batch): fails once at ``fail_at``."""
+
+    def __init__(self, fail_at: int) -> None:
+        super().__init__()
+        self.fail_at = fail_at
+
+    def apply(self, record: RecordedEvent, event: Any) -> bool:
+        if record.position == self.fail_at:
+            self.fail_at = -1
+            raise RuntimeError("boom")
+        return super().apply(record, event)
+
+    apply_batch = ReadModel.apply_batch
+
+
+def test_the_default_apply_batch_applies_one_at_a_time() -> None:
+    store = InMemoryEventStore()
+    _deposits(store, 5)
+    model = FlakyInMemory(fail_at=4)
+    projector = Projector(store, model, bank_codec())
+    with pytest.raises(RuntimeError, match="boom"):
+        projector.poll()
+    assert model.checkpoint() == 3
+    assert projector.catch_up() == 3
+    view = model.account("a")
+    assert view is not None
+    assert view.balance == 5
+
+
+_KILLED_PROJECTOR = textwrap.dedent("""
+    import sys, time
+    from patterns.consistency.cqrs import Projector, SQLiteBankReadModel
+    from patterns.consistency.eventsourcing import SQLiteEventStore, bank_codec
+    from patterns.storage.sqlite import SQLiteDatabase
+
+    class Slow(SQLiteBankReadModel):
+        def project(self, connection, record, event):
+            super().project(connection, record, event)
+            time.sleep(0.0002)  # so that the kill lands inside a batch's transaction
+
+    database = SQLiteDatabase(sys.argv[1])
+    projector = Projector(SQLiteEventStore(database), Slow(database), bank_codec(),
+                          batch_size=50)
+    projector.catch_up()
+""")
+
+
+def test_sigkill_mid_batch_leaves_read_model_and_checkpoint_consistent(
+        tmp_path: Path) -> None:
+    path = tmp_path / "killed.db"
+    database = SQLiteDatabase(path)
+    store = SQLiteEventStore(database)
+    _deposits(store, 3999, per_append=500)
+    model = SQLiteBankReadModel(database)
+    child = subprocess.Popen([sys.executable, "-c", _KILLED_PROJECTOR, str(path)], cwd=ROOT)
+    try:
+        deadline = time.monotonic() + 30
+        while model.checkpoint() < 500 and child.poll() is None:
+            assert time.monotonic() < deadline, "the projector made no progress"
+            time.sleep(0.005)
+        child.send_signal(signal.SIGKILL)
+    finally:
+        child.wait(timeout=30)
+    assert child.returncode == -signal.SIGKILL
+    reached = model.checkpoint()
+    assert 0 < reached < 4000
+    view = model.account("a")
+    assert view is not None
+    # every event up to the checkpoint is in the read model, none after it
+    assert (view.balance, view.version) == (reached - 1, reached)
+    Projector(store, model, bank_codec()).catch_up()
+    view = model.account("a")
+    assert view is not None
+    assert (view.balance, view.version, model.checkpoint()) == (3999, 4000, 4000)
     database.close()
 
 
@@ -434,11 +653,12 @@ def test_concurrent_projectors_on_one_read_model_apply_each_event_once(
 # --------------------------------------------------------------------------- read-your-writes
 
 
-def test_read_your_writes_never_returns_a_stale_read(store: EventStore,
-                                                     model: BankReadModel) -> None:
+@pytest.mark.parametrize("batch_size", [1, 500])
+def test_read_your_writes_never_returns_a_stale_read(store: EventStore, model: BankReadModel,
+                                                     batch_size: int) -> None:
     bus = make_bus(store)
     bus.dispatch(OpenAccount("a", "ann"))
-    projector = Projector(store, model, bank_codec(), batch_size=1)
+    projector = Projector(store, model, bank_codec(), batch_size=batch_size)
     stop = threading.Event()
     runner = threading.Thread(target=projector.run, args=(stop,), kwargs={"wait": 0.01})
     runner.start()
