@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import reprlib
 import sqlite3
 import threading
 import time
@@ -49,7 +50,12 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from patterns._validation import require_int_at_least, require_positive
+from patterns._validation import (
+    require_finite,
+    require_finite_positive,
+    require_int_at_least,
+    require_non_negative,
+)
 from patterns.clock import MONOTONIC, WALL_CLOCK, Clock
 from patterns.events import Listeners
 from patterns.storage.sqlite import SQLiteDatabase
@@ -118,9 +124,15 @@ class AggregateNotFoundError(LookupError):
         self.stream = stream
 
 
-# --------------------------------------------------------------------------- records
+# --------------------------------------------------------------------------- checks
 
+_WAIT_CHUNK = 3600.0
+"""The longest single ``Condition.wait``: longer (or infinite) waits loop over chunks,
+since ``threading`` refuses timeouts above ``threading.TIMEOUT_MAX`` (OverflowError)."""
 
+_ENCODE_JSON = json.JSONEncoder(allow_nan=False).encode
+"""``json.dumps(value, allow_nan=False)`` without building an encoder on every call (the
+same output: default separators, ASCII, no NaN or infinity)."""
 
 
 def _require_stream(name: str, value: object) -> str:
@@ -128,26 +140,112 @@ def _require_stream(name: str, value: object) -> str:
         raise TypeError(f"{name} must be a str, got {value!r} ({type(value).__name__})")
     if not value:
         raise ValueError(f"{name} must be a non-empty string, got {value!r}")
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate: SQLite cannot store it
+            raise ValueError(f"{name} must be encodable as UTF-8, got {value!r}") from None
     return value
+
+
+def _require_optional_id(name: str, value: object) -> str | None:
+    return None if value is None else _require_stream(name, value)
+
+
+def _require_timeout(value: float) -> float:
+    """A wait's ``timeout`` in seconds: a number >= 0; ``inf`` waits for ever."""
+    return require_non_negative("timeout", value)
+
+
+def _require_interval(name: str, value: float) -> float:
+    """A poll interval or a single wait: finite, > 0, and one wait threading can do."""
+    require_finite_positive(name, value)
+    if value > threading.TIMEOUT_MAX:
+        raise ValueError(f"{name} must be at most {threading.TIMEOUT_MAX} s (the longest "
+                         f"single wait threading allows), got {value!r}")
+    return value
+
+
+def _require_clock(name: str, value: object) -> Clock:
+    if not isinstance(value, Clock) or not callable(value.now):
+        raise TypeError(f"{name} must be a Clock (an object with a now() method), "
+                        f"got {value!r}")
+    return value
+
+
+def _require_callable(name: str, value: object) -> None:
+    if not callable(value):
+        raise TypeError(f"{name} must be callable, got {value!r}")
+
+
+def _dump_json(name: str, value: object) -> str:
+    """``value`` as JSON text; an error names ``name`` (a NaN, an infinity, an object)."""
+    try:
+        return _ENCODE_JSON(value)
+    except (TypeError, ValueError) as error:
+        raise type(error)(f"{name} must be JSON (str keys, finite numbers), got "
+                          f"{reprlib.repr(value)}: {error}") from None
+
+
+def _require_positions(positions: object) -> list[int]:
+    try:
+        items: list[int] = list(positions)  # type: ignore[call-overload]
+    except TypeError:
+        raise TypeError(f"positions must be an iterable of ints, got {positions!r}") from None
+    for position in items:
+        require_int_at_least("positions", position, 1)
+    return items
+
+
+# --------------------------------------------------------------------------- records
 
 
 @dataclass(frozen=True, slots=True)
 class EventMetadata:
-    """Who, when and why: stored with every event."""
+    """Who, when and why: stored with every event.
+
+    ``event_id`` is a non-empty string; ``timestamp`` a finite number of seconds (a NaN
+    or an infinity would be stored for good, so both are refused here); the correlation
+    and causation ids are ``None`` or non-empty strings.
+    """
 
     event_id: str
     timestamp: float
     correlation_id: str | None = None
     causation_id: str | None = None
 
+    def __post_init__(self) -> None:
+        _require_stream("event_id", self.event_id)
+        require_finite("timestamp", self.timestamp)
+        _require_optional_id("correlation_id", self.correlation_id)
+        _require_optional_id("causation_id", self.causation_id)
+
     def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The metadata as a JSON object (a shallow dict: every field is a str, a number
+        or None, so :func:`dataclasses.asdict`'s recursive deep copy is not needed)."""
+        return {"event_id": self.event_id, "timestamp": self.timestamp,
+                "correlation_id": self.correlation_id, "causation_id": self.causation_id}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> EventMetadata:
-        return cls(event_id=data["event_id"], timestamp=data["timestamp"],
-                   correlation_id=data.get("correlation_id"),
-                   causation_id=data.get("causation_id"))
+        """The metadata stored as :meth:`to_json`'s output.
+
+        Rows written before timestamps were checked (a NaN timestamp) still read back, as
+        they were stored: a store never refuses its own history.
+        """
+        if not isinstance(data, Mapping):
+            raise TypeError(f"data must be a mapping, got {data!r}")
+        event_id, timestamp = data["event_id"], data["timestamp"]
+        correlation_id, causation_id = data.get("correlation_id"), data.get("causation_id")
+        try:
+            return cls(event_id, timestamp, correlation_id, causation_id)
+        except (TypeError, ValueError):
+            metadata = object.__new__(cls)
+            for name, value in (("event_id", event_id), ("timestamp", timestamp),
+                                ("correlation_id", correlation_id),
+                                ("causation_id", causation_id)):
+                object.__setattr__(metadata, name, value)
+            return metadata
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +275,21 @@ class RecordedEvent:
     data: Mapping[str, Any]
     metadata: EventMetadata
 
+    def __post_init__(self) -> None:
+        # Cheap checks first: every read builds one of these per event.
+        if type(self.position) is not int or self.position < 1:
+            require_int_at_least("position", self.position, 1)
+        if type(self.version) is not int or self.version < 1:
+            require_int_at_least("version", self.version, 1)
+        if type(self.stream) is not str or not self.stream.isascii() or not self.stream:
+            _require_stream("stream", self.stream)
+        if type(self.event_type) is not str or not self.event_type.isascii() or not self.event_type:
+            _require_stream("event_type", self.event_type)
+        if not isinstance(self.data, Mapping):
+            raise TypeError(f"data must be a mapping, got {self.data!r}")
+        if not isinstance(self.metadata, EventMetadata):
+            raise TypeError(f"metadata must be an EventMetadata, got {self.metadata!r}")
+
 
 # --------------------------------------------------------------------------- codec
 
@@ -186,11 +299,17 @@ class EventCodec:
 
     Only registered classes are encoded or decoded, by an explicit type name, so stored
     events survive a rename of the Python class and nothing is ever unpickled.
+
+    An event is encoded as a shallow ``{field: value}`` dict over the field names cached
+    at registration (no :func:`dataclasses.asdict`, whose recursive deep copy dominated
+    batched appends); values must be JSON (a nested dataclass is refused, as it would
+    not decode back).
     """
 
     def __init__(self) -> None:
         self._by_name: dict[str, type[Any]] = {}
         self._by_class: dict[type[Any], str] = {}
+        self._fields: dict[type[Any], tuple[str, ...]] = {}
         self._lock = threading.Lock()
 
     def register(self, cls: type[Any], name: str | None = None) -> type[Any]:
@@ -204,6 +323,7 @@ class EventCodec:
                 raise ValueError(f"name {type_name!r} is already registered for {known!r}")
             self._by_name[type_name] = cls
             self._by_class[cls] = type_name
+            self._fields[cls] = tuple(f.name for f in dataclasses.fields(cls))
         return cls
 
     def type_name(self, event: object) -> str:
@@ -215,22 +335,42 @@ class EventCodec:
 
     def encode(self, event: object) -> tuple[str, dict[str, Any]]:
         """``(type name, JSON-safe data)`` for a registered event."""
-        name = self.type_name(event)
-        data = {f.name: getattr(event, f.name) for f in dataclasses.fields(event)}  # type: ignore[arg-type]
+        cls = type(event)
         try:
-            json.dumps(data, allow_nan=False)
-        except (TypeError, ValueError) as error:
-            raise TypeError(f"event {event!r} is not JSON-serialisable: {error}") from None
+            name, fields = self._by_class[cls], self._fields[cls]
+        except KeyError:
+            raise UnknownEventTypeError(
+                f"event class {cls.__name__!r} is not registered") from None
+        data = {field: getattr(event, field) for field in fields}
+        for value in data.values():
+            kind = type(value)
+            # str, int, bool, None and finite floats are JSON as they are; anything
+            # else (containers, NaN, objects) takes the full check.
+            if kind is str or kind is int or kind is bool or value is None or (
+                    kind is float and value - value == 0.0):
+                continue
+            try:
+                _ENCODE_JSON(data)
+            except (TypeError, ValueError) as error:
+                raise TypeError(
+                    f"event {event!r} is not JSON-serialisable: {error}") from None
+            break
         return name, data
 
     def decode(self, event_type: str, data: Mapping[str, Any]) -> Any:
         """The event object for a stored ``(event_type, data)``."""
         try:
             cls = self._by_name[event_type]
-        except KeyError:
+        except (KeyError, TypeError):
             raise UnknownEventTypeError(
                 f"event_type {event_type!r} is not registered") from None
-        return cls(**data)
+        if not isinstance(data, Mapping):
+            raise TypeError(f"data must be a mapping, got {data!r}")
+        try:
+            return cls(**data)
+        except TypeError as error:
+            raise TypeError(f"data {dict(data)!r} does not fit event_type {event_type!r}: "
+                            f"{error}") from None
 
     def __contains__(self, item: object) -> bool:
         return item in self._by_name or item in self._by_class
@@ -282,7 +422,11 @@ class EventStore(ABC):
     @abstractmethod
     def wait_for_events(self, after_position: int, timeout: float) -> bool:
         """Block until an event with position > ``after_position`` exists or ``timeout``
-        seconds pass; return whether one exists."""
+        seconds pass; return whether one exists.
+
+        ``timeout`` is a number of seconds >= 0 (NaN and negatives are refused); ``inf``
+        waits for ever, and so does any huge finite value, without overflowing a wait.
+        """
 
     @staticmethod
     def _check_append(stream: str, events: Sequence[NewEvent],
@@ -290,13 +434,24 @@ class EventStore(ABC):
         _require_stream("stream", stream)
         if expected_version is not None:
             require_int_at_least("expected_version", expected_version, 0)
-        items = list(events)
+        if isinstance(events, NewEvent | str | bytes | Mapping):
+            raise TypeError(f"events must be a sequence of NewEvent, got {events!r}")
+        try:
+            items = list(events)
+        except TypeError:
+            raise TypeError(f"events must be a sequence of NewEvent, got {events!r}") from None
         if not items:
             raise ValueError(f"events must not be empty (stream {stream!r})")
         for item in items:
             if not isinstance(item, NewEvent):
                 raise TypeError(f"events must be NewEvent instances, got {item!r}")
         return items
+
+    @staticmethod
+    def _encode_data(items: Sequence[NewEvent]) -> list[str]:
+        return [_dump_json(f"data of events[{index}] ({item.event_type!r})",
+                           item.data if type(item.data) is dict else dict(item.data))
+                for index, item in enumerate(items)]
 
     @staticmethod
     def _check_read(from_version: int, limit: int | None) -> None:
@@ -317,7 +472,7 @@ class InMemoryEventStore(EventStore):
     def append(self, stream: str, events: Sequence[NewEvent],
                expected_version: int | None) -> int:
         items = self._check_append(stream, events, expected_version)
-        encoded = [json.loads(json.dumps(dict(e.data), allow_nan=False)) for e in items]
+        encoded = [json.loads(text) for text in self._encode_data(items)]  # a deep copy
         with self._changed:
             records = self._streams.get(stream, [])
             actual = len(records)
@@ -370,15 +525,25 @@ class InMemoryEventStore(EventStore):
             return [self._outbox[p] for p in pending]
 
     def mark_published(self, positions: Iterable[int]) -> None:
+        items = _require_positions(positions)
         with self._changed:
-            for position in positions:
+            for position in items:
                 self._outbox.pop(position, None)
 
     def wait_for_events(self, after_position: int, timeout: float) -> bool:
+        """See :meth:`EventStore.wait_for_events`; ``timeout=inf`` waits for ever."""
         require_int_at_least("after_position", after_position, 0)
+        _require_timeout(timeout)
         with self._changed:
-            return self._changed.wait_for(lambda: len(self._events) > after_position,
-                                          timeout=max(0.0, timeout))
+            if len(self._events) > after_position or timeout == 0:
+                return len(self._events) > after_position
+            deadline = MONOTONIC.now() + timeout
+            while len(self._events) <= after_position:
+                remaining = deadline - MONOTONIC.now()
+                if remaining <= 0:
+                    return False
+                self._changed.wait(min(remaining, _WAIT_CHUNK))
+            return True
 
     def __repr__(self) -> str:
         return f"InMemoryEventStore({len(self._events)} events)"
@@ -419,7 +584,8 @@ class SQLiteEventStore(EventStore):
     Each append is one ``BEGIN IMMEDIATE`` transaction (check the version, insert the
     events and their outbox rows); ``UNIQUE(stream, version)`` guarantees that two
     writers can never both store the same version, even if the check were bypassed.
-    :meth:`wait_for_events` polls every ``poll_interval`` seconds (SQLite cannot notify).
+    :meth:`wait_for_events` polls every ``poll_interval`` seconds (SQLite cannot notify;
+    finite, > 0), sleeping with ``sleep`` and measuring with ``clock``.
     """
 
     def __init__(self, database: SQLiteDatabase, *, poll_interval: float = 0.05,
@@ -427,17 +593,20 @@ class SQLiteEventStore(EventStore):
                  clock: Clock | None = None) -> None:
         if not isinstance(database, SQLiteDatabase):
             raise TypeError(f"database must be a SQLiteDatabase, got {database!r}")
+        self.poll_interval = _require_interval("poll_interval", poll_interval)
+        _require_callable("sleep", sleep)
+        self._clock: Clock = MONOTONIC if clock is None else _require_clock("clock", clock)
         self.database = database
-        self.poll_interval = require_positive("poll_interval", poll_interval)
         self._sleep = sleep
-        self._clock: Clock = clock if clock is not None else MONOTONIC
         database.executescript(_SCHEMA)
 
     def append(self, stream: str, events: Sequence[NewEvent],
                expected_version: int | None) -> int:
         items = self._check_append(stream, events, expected_version)
-        rows = [(item.event_type, json.dumps(dict(item.data), allow_nan=False),
-                 json.dumps(item.metadata.to_json())) for item in items]
+        rows = [(item.event_type, data,
+                 _dump_json(f"metadata of events[{index}]", item.metadata.to_json()))
+                for index, (item, data) in enumerate(zip(items, self._encode_data(items),
+                                                         strict=True))]
         try:
             with self.database.transaction() as connection:
                 (actual,) = connection.execute(
@@ -500,14 +669,16 @@ class SQLiteEventStore(EventStore):
         return [_row_to_record(row) for row in rows]
 
     def mark_published(self, positions: Iterable[int]) -> None:
-        batch = [(int(p),) for p in positions]
+        batch = [(p,) for p in _require_positions(positions)]
         if batch:
             with self.database.transaction() as connection:
                 connection.executemany("DELETE FROM es_outbox WHERE position = ?", batch)
 
     def wait_for_events(self, after_position: int, timeout: float) -> bool:
+        """See :meth:`EventStore.wait_for_events`; ``timeout=inf`` waits for ever."""
         require_int_at_least("after_position", after_position, 0)
-        deadline = self._clock.now() + max(0.0, timeout)
+        _require_timeout(timeout)
+        deadline = self._clock.now() + timeout
         while True:
             if self.head_position() > after_position:
                 return True
@@ -531,6 +702,18 @@ class Snapshot:
     version: int
     state: Mapping[str, Any]
 
+    def __post_init__(self) -> None:
+        _require_stream("stream", self.stream)
+        require_int_at_least("version", self.version, 1)
+        if not isinstance(self.state, Mapping):
+            raise TypeError(f"state must be a mapping, got {self.state!r}")
+
+
+def _require_snapshot(snapshot: object) -> Snapshot:
+    if not isinstance(snapshot, Snapshot):
+        raise TypeError(f"snapshot must be a Snapshot, got {snapshot!r}")
+    return snapshot
+
 
 class SnapshotStore(ABC):
     """Keeps the latest snapshot of each stream."""
@@ -552,7 +735,8 @@ class InMemorySnapshotStore(SnapshotStore):
         self._lock = threading.Lock()
 
     def save(self, snapshot: Snapshot) -> None:
-        state = json.loads(json.dumps(dict(snapshot.state), allow_nan=False))
+        _require_snapshot(snapshot)
+        state = json.loads(_dump_json("snapshot.state", dict(snapshot.state)))
         with self._lock:
             known = self._snapshots.get(snapshot.stream)
             if known is None or known.version < snapshot.version:
@@ -575,7 +759,8 @@ class SQLiteSnapshotStore(SnapshotStore):
         database.executescript(_SCHEMA)
 
     def save(self, snapshot: Snapshot) -> None:
-        state = json.dumps(dict(snapshot.state), allow_nan=False)
+        _require_snapshot(snapshot)
+        state = _dump_json("snapshot.state", dict(snapshot.state))
         with self.database.transaction() as connection:
             connection.execute(
                 "INSERT INTO es_snapshots (stream, version, state) VALUES (?, ?, ?)"
@@ -613,7 +798,9 @@ class Aggregate(ABC):
         """Change the state for one event."""
 
     def apply(self, event: Any, version: int | None = None) -> None:
-        """Apply a stored event (while loading)."""
+        """Apply a stored event (while loading); ``version`` is its stream version."""
+        if version is not None:
+            require_int_at_least("version", version, 1)
         self.when(event)
         self.version = self.version + 1 if version is None else version
 
@@ -658,8 +845,13 @@ class EventSourcedRepository(Generic[A]):
                  id_factory: Callable[[], str] = lambda: uuid.uuid4().hex) -> None:
         if not isinstance(store, EventStore):
             raise TypeError(f"store must be an EventStore, got {store!r}")
+        _require_callable("factory", factory)
         if not isinstance(codec, EventCodec):
             raise TypeError(f"codec must be an EventCodec, got {codec!r}")
+        if snapshots is not None and not isinstance(snapshots, SnapshotStore):
+            raise TypeError(f"snapshots must be a SnapshotStore or None, got {snapshots!r}")
+        _require_clock("clock", clock)
+        _require_callable("id_factory", id_factory)
         if snapshot_every is not None:
             require_int_at_least("snapshot_every", snapshot_every, 1)
             if snapshots is None:
@@ -699,6 +891,10 @@ class EventSourcedRepository(Generic[A]):
         retry the command). Events are applied before they are saved, so the aggregate's
         state is already current; only its version moves here.
         """
+        if not isinstance(aggregate, Aggregate):
+            raise TypeError(f"aggregate must be an Aggregate, got {aggregate!r}")
+        _require_optional_id("correlation_id", correlation_id)
+        _require_optional_id("causation_id", causation_id)
         if not aggregate.pending:
             return []
         events: list[NewEvent] = []
@@ -736,8 +932,7 @@ class CatchUpSubscription:
                  position: int = 0, batch_size: int = 500) -> None:
         if not isinstance(store, EventStore):
             raise TypeError(f"store must be an EventStore, got {store!r}")
-        if not callable(handler):
-            raise TypeError(f"handler must be callable, got {handler!r}")
+        _require_callable("handler", handler)
         self.store = store
         self.handler = handler
         self.position = require_int_at_least("position", position, 0)
@@ -752,10 +947,24 @@ class CatchUpSubscription:
         return len(records)
 
     def run(self, stop: threading.Event, *, wait: float = 0.5) -> None:
-        """Blocking driver: deliver until ``stop`` is set."""
+        """Blocking driver: deliver until ``stop`` is set, noticing it within ``wait``
+        seconds when idle (finite, > 0)."""
+        _require_stop(stop)
+        _require_interval("wait", wait)
         while not stop.is_set():
             if self.poll() == 0:
                 self.store.wait_for_events(self.position, wait)
+
+
+def _require_stop(stop: object) -> None:
+    if not callable(getattr(stop, "is_set", None)):
+        raise TypeError(f"stop must be a threading.Event, got {stop!r}")
+
+
+def _require_record(record: object) -> RecordedEvent:
+    if not isinstance(record, RecordedEvent):
+        raise TypeError(f"record must be a RecordedEvent, got {record!r}")
+    return record
 
 
 class OutboxRelay:
@@ -811,6 +1020,7 @@ class EventHandlerRegistry:
 
     def dispatch(self, record: RecordedEvent) -> int:
         """Run the handlers of ``record.event_type``; return how many ran."""
+        _require_record(record)
         with self._lock:
             handlers = self._handlers.get(record.event_type, ())
         errors: list[Exception] = []
@@ -845,7 +1055,7 @@ class IdempotentConsumer:
 
     def __call__(self, record: RecordedEvent) -> bool:
         """Handle ``record`` unless its event id was handled; return whether it ran."""
-        event_id = record.metadata.event_id
+        event_id = _require_record(record).metadata.event_id
         with self._lock:
             if event_id in self._seen or event_id in self._in_progress:
                 self.duplicates += 1
