@@ -54,7 +54,12 @@ from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, I
 from dataclasses import dataclass
 from typing import Any, Final, Generic, Literal, Protocol, TypeVar, cast, overload
 
-from patterns._validation import require_int_at_least, require_non_negative
+from patterns._validation import (
+    require_finite,
+    require_finite_non_negative,
+    require_int_at_least,
+    require_non_negative,
+)
 from patterns.clock import MONOTONIC, Clock
 from patterns.events import Listeners
 
@@ -778,8 +783,7 @@ class Batcher(Generic[T]):
         if not callable(getattr(clock, "now", None)):
             raise TypeError(f"clock must have a now() method, got {clock!r}")
         self.clock = clock
-        self.listeners: Listeners[BatchEmitted] = (
-            listeners if listeners is not None else Listeners())
+        self.listeners: Listeners[BatchEmitted] = _check_listeners(listeners)
         self._lock = threading.Lock()
         self._pending: list[T] = []
         self._first_at = math.nan
@@ -847,6 +851,14 @@ class Batcher(Generic[T]):
                 f"pending={len(self._pending)})")
 
 
+def _check_listeners(listeners: Listeners[Any] | None) -> Listeners[Any]:
+    if listeners is None:
+        return Listeners()
+    if not isinstance(listeners, Listeners):
+        raise TypeError(f"listeners must be a Listeners registry, got {listeners!r}")
+    return listeners
+
+
 class _End:
     __slots__ = ()
 
@@ -858,16 +870,30 @@ END: Final[Any] = _End()
 """Put this on the queue given to :func:`iter_batches` to end the stream."""
 
 
+_MAX_WAIT: Final = 3600.0  # the longest single blocking wait (seconds); longer ones loop
+
+
 def iter_batches(source: queue.Queue[Any], batcher: Batcher[T]) -> Iterator[list[T]]:
     """Blocking driver: read items from ``source`` and yield batches as ``batcher`` decides.
 
-    Blocks on ``source.get`` at most until the pending batch is due. Put :data:`END` on
-    the queue to flush the last batch and stop.
+    Blocks on ``source.get`` at most until the pending batch is due (a wait longer than
+    ``threading.TIMEOUT_MAX``, e.g. ``max_wait=1e10``, is taken in chunks). Put
+    :data:`END` on the queue to flush the last batch and stop.
     """
+    if not callable(getattr(source, "get", None)):
+        raise TypeError(f"source must be a queue (with a get() method), got {source!r}")
+    if not isinstance(batcher, Batcher):
+        raise TypeError(f"batcher must be a Batcher, got {batcher!r}")
+    return _iter_batches(source, batcher)
+
+
+def _iter_batches(source: queue.Queue[Any], batcher: Batcher[T]) -> Iterator[list[T]]:
     while True:
         wait = batcher.time_until_due()
         try:
-            item = source.get() if wait is None else source.get(timeout=wait)
+            # Queue.get(timeout=) overflows above TIMEOUT_MAX: wait in chunks, then poll
+            item = source.get() if wait is None else source.get(
+                timeout=min(wait, _MAX_WAIT))
         except queue.Empty:
             batch = batcher.poll()
         else:
@@ -881,12 +907,20 @@ def iter_batches(source: queue.Queue[Any], batcher: Batcher[T]) -> Iterator[list
             yield batch
 
 
-async def abatches(source: AsyncIterable[T], batcher: Batcher[T]) -> AsyncIterator[list[T]]:
+def abatches(source: AsyncIterable[T], batcher: Batcher[T]) -> AsyncIterator[list[T]]:
     """Asyncio driver: an async iterator of the batches of ``source``.
 
     Waits for the next item at most until the pending batch is due (the pending read
     is kept, not cancelled, so no item is lost); flushes at the end of ``source``.
     """
+    if not isinstance(source, AsyncIterable):
+        raise TypeError(f"source must be an async iterable, got {source!r}")
+    if not isinstance(batcher, Batcher):
+        raise TypeError(f"batcher must be a Batcher, got {batcher!r}")
+    return _abatches(source, batcher)
+
+
+async def _abatches(source: AsyncIterable[T], batcher: Batcher[T]) -> AsyncIterator[list[T]]:
     iterator = source.__aiter__()
     next_item: asyncio.Future[T] | None = None
     try:
@@ -1054,8 +1088,7 @@ class StageTimer:
         if not callable(getattr(clock, "now", None)):
             raise TypeError(f"clock must have a now() method, got {clock!r}")
         self.clock = clock
-        self.listeners: Listeners[StageTimed] = (
-            listeners if listeners is not None else Listeners())
+        self.listeners: Listeners[StageTimed] = _check_listeners(listeners)
         self._lock = threading.Lock()
         self._stats: dict[str, list[float]] = {}
 
@@ -1069,7 +1102,19 @@ class StageTimer:
         return Pipeline([_Timed(step, self) for step in _flatten(pipeline)])
 
     def record(self, stage: str, duration: float, ok: bool, *, time: float | None = None) -> None:
-        """Add one run of ``stage`` (used by the timed steps; public for other drivers)."""
+        """Add one run of ``stage`` (used by the timed steps; public for other drivers).
+
+        ``duration`` is a finite number of seconds >= 0, ``ok`` a bool, ``time`` (the
+        event's clock time, default now) a finite number.
+        """
+        if not isinstance(stage, str) or not stage:
+            raise (ValueError if isinstance(stage, str) else TypeError)(
+                f"stage must be a non-empty str, got {stage!r}")
+        require_finite_non_negative("duration", duration)
+        if not isinstance(ok, bool):
+            raise TypeError(f"ok must be a bool, got {ok!r} ({type(ok).__name__})")
+        if time is not None:
+            require_finite("time", time)
         with self._lock:
             figures = self._stats.get(stage)
             if figures is None:
