@@ -2,8 +2,9 @@
 
 Guide section 5.3 (最终一致性与事件溯源). Run from the repository root::
 
-    python benchmarks/bench_eventstore.py            # about 20 s
+    python benchmarks/bench_eventstore.py            # about 30 s
     python benchmarks/bench_eventstore.py --quick    # a few seconds, noisier
+    python benchmarks/bench_eventstore.py --profile  # (c) only, with a cProfile summary
 
 What is measured (each a Markdown table on stdout):
 
@@ -16,26 +17,42 @@ What is measured (each a Markdown table on stdout):
     (default: a temporary directory): the numbers depend on that disk's fsync.
 (b) Load time of one bank account of 10,000 events: full replay against snapshot
     (every 100 events) + tail; median of the repeats.
+(c) Batched appends: events/s of ``EventSourcedRepository.save`` of a new account with
+    100 pending events (encode, one transaction), and of ``SQLiteEventStore.append`` of
+    100 ready-made events, with the library's encoding and with the encoding it had
+    before issue 11 (``dataclasses.asdict`` for the metadata, ``dataclasses.fields`` and
+    a fresh ``json.dumps`` encoder per call; patched in for the comparison, see
+    ``legacy_encoding``), interleaved, median of the repeats. ``--profile`` adds the
+    share of each path's time spent in ``dataclasses.asdict`` and its top functions.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import cProfile
+import dataclasses
+import json
 import os
 import platform
+import pstats
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from patterns.consistency import eventsourcing
 from patterns.consistency.eventsourcing import (
     BankAccount,
     ConcurrencyConflictError,
+    EventCodec,
     EventMetadata,
     EventSourcedRepository,
     NewEvent,
@@ -147,11 +164,111 @@ def load_times(path: Path, events: int, every: int, repeats: int) -> tuple[float
     return statistics.median(full_times), statistics.median(snap_times)
 
 
+def _legacy_encode(codec: EventCodec, event: object) -> tuple[str, dict[str, Any]]:
+    """``EventCodec.encode`` before issue 11, verbatim."""
+    name = codec.type_name(event)
+    data = {f.name: getattr(event, f.name) for f in dataclasses.fields(event)}  # type: ignore[arg-type]
+    try:
+        json.dumps(data, allow_nan=False)
+    except (TypeError, ValueError) as error:
+        raise TypeError(f"event {event!r} is not JSON-serialisable: {error}") from None
+    return name, data
+
+
+@contextlib.contextmanager
+def legacy_encoding() -> Iterator[None]:
+    """Run the library with the event encoding it had before issue 11: the metadata
+    through ``dataclasses.asdict``, the codec through ``dataclasses.fields`` and a JSON
+    check, and every ``json.dumps(..., allow_nan=False)`` building its own encoder."""
+    saved = (EventMetadata.to_json, EventCodec.encode, eventsourcing._ENCODE_JSON)
+    EventMetadata.to_json = dataclasses.asdict  # type: ignore[assignment]
+    EventCodec.encode = _legacy_encode  # type: ignore[method-assign,assignment]
+    eventsourcing._ENCODE_JSON = lambda o: json.dumps(o, allow_nan=False)
+    try:
+        yield
+    finally:
+        (EventMetadata.to_json, EventCodec.encode,  # type: ignore[method-assign]
+         eventsourcing._ENCODE_JSON) = saved
+
+
+class _Batches:
+    """New streams of ``size`` events, saved through a repository or appended raw."""
+
+    def __init__(self, path: Path, size: int) -> None:
+        self.database = SQLiteDatabase(path)
+        self.store = SQLiteEventStore(self.database)
+        self.repository = EventSourcedRepository(self.store, BankAccount, bank_codec())
+        self.size = size
+        self.streams = iter(range(10**9))
+        self.ready = [NewEvent("MoneyDeposited", {"amount": 1},
+                               EventMetadata(f"e{i}", 1.0, "corr", None))
+                      for i in range(size)]
+
+    def save(self, batches: int) -> float:
+        accounts = []
+        for _ in range(batches):
+            account = BankAccount.open(f"s{next(self.streams)}", "Ada")
+            for _ in range(self.size - 1):
+                account.deposit(1)
+            accounts.append(account)
+        started = time.perf_counter()
+        for account in accounts:
+            self.repository.save(account, correlation_id="corr")
+        return batches * self.size / (time.perf_counter() - started)
+
+    def append(self, batches: int) -> float:
+        started = time.perf_counter()
+        for _ in range(batches):
+            self.store.append(f"s{next(self.streams)}", self.ready, 0)
+        return batches * self.size / (time.perf_counter() - started)
+
+
+def batched_appends(path: Path, batches: int, repeats: int) -> dict[str, list[float]]:
+    bench = _Batches(path, 100)
+    bench.save(2)  # warm up
+    rates: dict[str, list[float]] = {}
+    for _ in range(repeats):
+        for how in ("save", "append"):
+            for label, context in (("now", contextlib.nullcontext()),
+                                   ("before", legacy_encoding())):
+                with context:
+                    rate = getattr(bench, how)(batches)
+                rates.setdefault(f"{how}, {label}", []).append(rate)
+    bench.database.close()
+    return rates
+
+
+def profile_appends(path: Path, batches: int) -> None:
+    bench = _Batches(path, 100)
+    for label, context in (("now", contextlib.nullcontext()),
+                           ("before issue 11", legacy_encoding())):
+        profiler = cProfile.Profile()
+        with context:
+            profiler.runcall(bench.save, batches)
+        stats = pstats.Stats(profiler)
+        total = stats.total_tt  # type: ignore[attr-defined]
+        asdict = sum(v[3] for k, v in stats.stats.items()  # type: ignore[attr-defined]
+                     if k[2] == "asdict")
+        print(f"\nprofile of repository.save, encoding {label}: {total * 1000:.0f} ms, "
+              f"{asdict / total:.0%} in dataclasses.asdict; top functions by own time:")
+        rows = sorted(stats.stats.items(), key=lambda kv: kv[1][2],  # type: ignore[attr-defined]
+                      reverse=True)[:5]
+        for (file, line, function), (_, calls, own, cumulative, _) in rows:
+            print(f"  {own / total:5.1%} own, {cumulative / total:5.1%} cum  {calls:>7} x "
+                  f"{function} ({Path(file).name}:{line})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--dir", default=None, help="directory for the database files")
+    parser.add_argument("--profile", action="store_true",
+                        help="only (c), with a cProfile summary of both encodings")
     args = parser.parse_args()
+    if args.profile:
+        with tempfile.TemporaryDirectory(dir=args.dir) as folder:
+            profile_appends(Path(folder) / "profile.db", 50)
+        return
     per_writer = 300 if args.quick else 2000
     repeats = 5 if args.quick else 15
     print(f"Python {platform.python_version()}, SQLite {__import__('sqlite3').sqlite_version},"
@@ -179,6 +296,14 @@ def main() -> None:
         print(f"| full replay | {full * 1000:.1f} |")
         print(f"| snapshot (every 100) + tail | {snap * 1000:.2f} |")
         print(f"\nratio: {full / snap:.0f}x")
+        rates = batched_appends(base / "batch.db", 10 if args.quick else 30, repeats)
+        print("\n(c) batched appends, 100 events per transaction (median events/s)\n")
+        print("| path | encoding now | encoding before issue 11 | ratio |\n|---|---:|---:|---:|")
+        for how, label in (("save", "repository.save (encode + append)"),
+                           ("append", "store.append (ready-made events)")):
+            now = statistics.median(rates[f"{how}, now"])
+            before = statistics.median(rates[f"{how}, before"])
+            print(f"| {label} | {now:,.0f} | {before:,.0f} | {now / before:.2f}x |")
 
 
 if __name__ == "__main__":

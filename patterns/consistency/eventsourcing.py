@@ -215,10 +215,22 @@ class EventMetadata:
     causation_id: str | None = None
 
     def __post_init__(self) -> None:
-        _require_stream("event_id", self.event_id)
-        require_finite("timestamp", self.timestamp)
-        _require_optional_id("correlation_id", self.correlation_id)
-        _require_optional_id("causation_id", self.causation_id)
+        # The common case in a few type checks (every read builds one of these per
+        # event); anything else takes the checks that name the field.
+        event_id, timestamp = self.event_id, self.timestamp
+        correlation_id, causation_id = self.correlation_id, self.causation_id
+        if (type(event_id) is str and event_id and event_id.isascii()
+                and type(timestamp) is float and timestamp - timestamp == 0.0
+                and (correlation_id is None or (type(correlation_id) is str
+                                                and correlation_id
+                                                and correlation_id.isascii()))
+                and (causation_id is None or (type(causation_id) is str
+                                              and causation_id and causation_id.isascii()))):
+            return
+        _require_stream("event_id", event_id)
+        require_finite("timestamp", timestamp)
+        _require_optional_id("correlation_id", correlation_id)
+        _require_optional_id("causation_id", causation_id)
 
     def to_json(self) -> dict[str, Any]:
         """The metadata as a JSON object (a shallow dict: every field is a str, a number
@@ -258,9 +270,10 @@ class NewEvent:
 
     def __post_init__(self) -> None:
         _require_stream("event_type", self.event_type)
-        if not isinstance(self.data, Mapping):
+        if type(self.data) is not dict and not isinstance(self.data, Mapping):
             raise TypeError(f"data must be a mapping, got {self.data!r}")
-        if not isinstance(self.metadata, EventMetadata):
+        if type(self.metadata) is not EventMetadata and not isinstance(self.metadata,
+                                                                       EventMetadata):
             raise TypeError(f"metadata must be an EventMetadata, got {self.metadata!r}")
 
 
@@ -285,9 +298,10 @@ class RecordedEvent:
             _require_stream("stream", self.stream)
         if type(self.event_type) is not str or not self.event_type.isascii() or not self.event_type:
             _require_stream("event_type", self.event_type)
-        if not isinstance(self.data, Mapping):
+        if type(self.data) is not dict and not isinstance(self.data, Mapping):
             raise TypeError(f"data must be a mapping, got {self.data!r}")
-        if not isinstance(self.metadata, EventMetadata):
+        if type(self.metadata) is not EventMetadata and not isinstance(self.metadata,
+                                                                       EventMetadata):
             raise TypeError(f"metadata must be an EventMetadata, got {self.metadata!r}")
 
 
