@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Generic, Protocol, TypeVar
 
-from patterns._validation import require_int_at_least, require_non_negative
+from patterns._validation import require_finite, require_int_at_least, require_non_negative
 from patterns.clock import MONOTONIC, Clock
 from patterns.events import Listeners
 
@@ -199,12 +199,13 @@ class BackpressureBuffer(Generic[T]):
             choices = ", ".join(s.value for s in OverflowStrategy)
             raise ValueError(f"strategy must be one of {choices}, got {strategy!r}") from None
         if self.strategy is OverflowStrategy.LATEST:
-            if capacity is not None and capacity != 1:
+            if capacity is not None and require_int_at_least("capacity", capacity, 1) != 1:
                 raise ValueError(f"capacity must be None or 1 for the 'latest' strategy "
                                  f"(it holds only the newest item), got {capacity!r}")
             capacity = 1
         elif capacity is None:
-            raise ValueError(f"capacity is required for the {self.strategy.value!r} strategy")
+            raise ValueError(f"capacity is required for the {self.strategy.value!r} "
+                             f"strategy, got None")
         self.capacity = require_int_at_least("capacity", capacity, 1)
         if not callable(getattr(clock, "now", None)):
             raise TypeError(f"clock must have a now() method, got {clock!r}")
@@ -235,7 +236,7 @@ class BackpressureBuffer(Generic[T]):
         """
         if on_room is not None and not callable(on_room):
             raise TypeError(f"on_room must be callable, got {on_room!r}")
-        when = self.clock.now() if now is None else now
+        when = self.clock.now() if now is None else require_finite("now", now)
         stats = self._stats
         items = self._items
         dropped: ItemDropped | None = None

@@ -32,7 +32,7 @@ import threading
 from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator
 from typing import Any, Final, Generic, Protocol, TypeVar, runtime_checkable
 
-from patterns._validation import require_int_at_least
+from patterns._validation import require_int_at_least, require_non_negative
 from patterns.clock import MONOTONIC
 from patterns.dataflow.reactive._backpressure import _asyncio_waker
 from patterns.dataflow.reactive._observable import Sink
@@ -360,8 +360,8 @@ class DemandPublisher(Generic[T]):
     def emit(self, item: T, *, timeout: float | None = None) -> bool:
         """Deliver ``item``, blocking until there is demand; ``False`` if the stream is
         over (cancelled or ended). Raises :class:`TimeoutError` after ``timeout`` s."""
-        if timeout is not None and not timeout >= 0:
-            raise ValueError(f"timeout must be >= 0, got {timeout!r}")
+        if timeout is not None:
+            require_non_negative("timeout", timeout)
         deadline = math.inf if timeout is None else MONOTONIC.now() + timeout
 
         def remaining() -> float | None:
@@ -429,6 +429,11 @@ class DemandPublisher(Generic[T]):
         return f"DemandPublisher(demand={self.demand}, cancelled={self.cancelled})"
 
 
+def _check_publisher(publisher: object) -> None:
+    if not callable(getattr(publisher, "subscribe", None)):
+        raise TypeError(f"publisher must be a Publisher (with subscribe()), got {publisher!r}")
+
+
 def _check_subscriber(subscriber: object) -> None:
     if not isinstance(subscriber, Subscriber):
         raise TypeError(f"subscriber must have on_subscribe, on_next, on_error and "
@@ -475,6 +480,7 @@ def iterate(publisher: Publisher[T], *, window: int = 16) -> Iterator[T]:
     Closing the iterator (or leaving a ``for`` loop early) cancels the subscription.
     """
     require_int_at_least("window", window, 1)
+    _check_publisher(publisher)
     condition = threading.Condition()
 
     def wake() -> None:
@@ -510,6 +516,7 @@ async def aiterate(publisher: Publisher[T], *, window: int = 16) -> AsyncIterato
     import asyncio
 
     require_int_at_least("window", window, 1)
+    _check_publisher(publisher)
     loop = asyncio.get_running_loop()
     arrived = asyncio.Event()
 

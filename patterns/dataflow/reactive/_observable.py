@@ -44,6 +44,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any, Final, Generic, Protocol, TypeVar, cast, overload, runtime_checkable
 
+from patterns._decorate import is_async_callable
 from patterns._validation import (
     require_finite_non_negative,
     require_int_at_least,
@@ -135,8 +136,8 @@ class _Callbacks(Generic[T_contra]):
     ) -> None:
         for name, fn in (("on_next", on_next), ("on_error", on_error),
                          ("on_complete", on_complete)):
-            if fn is not None and not callable(fn):
-                raise TypeError(f"{name} must be callable, got {fn!r}")
+            if fn is not None:
+                _check_callable(name, fn)
         self._next = on_next
         self._error = on_error
         self._complete = on_complete
@@ -777,8 +778,26 @@ _NO_SEED: Final = object()
 
 
 def _check_callable(name: str, fn: object) -> None:
+    """``fn`` is callable, and a plain one: streams call their functions synchronously."""
     if not callable(fn):
         raise TypeError(f"{name} must be callable, got {fn!r}")
+    if is_async_callable(fn):
+        raise TypeError(
+            f"{name} must be a plain function, got the coroutine function {fn!r}: a "
+            f"reactive stream calls it synchronously and would pass on an un-awaited "
+            f"coroutine (await inside a plain function's task, or use a Publisher with "
+            f"aiterate())")
+
+
+def _check_observer(observer: Observer[Any]) -> None:
+    for name in ("on_next", "on_error", "on_complete"):
+        _check_callable(name, getattr(observer, name))
+
+
+def _check_scheduler(scheduler: object) -> None:
+    if not isinstance(scheduler, Scheduler):
+        raise TypeError(f"scheduler must be a Scheduler (now() and schedule()), "
+                        f"got {scheduler!r}")
 
 
 class Observable(Generic[T]):
@@ -828,6 +847,7 @@ class Observable(Generic[T]):
         if observer is not None and not callable(observer) and isinstance(observer, Observer):
             if on_next is not None or on_error is not None or on_complete is not None:
                 raise TypeError("pass either an observer or callables, not both")
+            _check_observer(observer)
             target: Observer[T] = observer
         else:
             if observer is not None:
@@ -920,6 +940,7 @@ class Observable(Generic[T]):
         """Emit 0, 1, 2, ... every ``period`` seconds of ``scheduler`` time."""
         require_positive("period", period)
         require_finite_non_negative("period", period)
+        _check_scheduler(scheduler)
 
         def subscribe(sink: Sink[int]) -> Callable[[], None]:
             lock = threading.Lock()
@@ -1041,6 +1062,7 @@ class Observable(Generic[T]):
         """
         require_positive("timespan", timespan)
         require_finite_non_negative("timespan", timespan)
+        _check_scheduler(scheduler)
         source = self
 
         def subscribe(sink: Sink[list[T]]) -> None:

@@ -18,11 +18,14 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
+import math
 import threading
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-from patterns._validation import require_finite_non_negative
+from patterns._decorate import is_async_callable
+from patterns._validation import require_finite, require_finite_non_negative, require_non_negative
 from patterns.clock import MONOTONIC, Clock, ManualClock
 
 if TYPE_CHECKING:
@@ -85,7 +88,14 @@ def _check(delay: float, action: Callable[[], object]) -> float:
     require_finite_non_negative("delay", delay)
     if not callable(action):
         raise TypeError(f"action must be callable, got {action!r}")
+    if is_async_callable(action):
+        raise TypeError(f"action must be a plain function, got the coroutine function "
+                        f"{action!r}: a scheduler calls it and would drop the coroutine "
+                        f"un-awaited")
     return float(delay)
+
+
+_MAX_WAIT = 3600.0  # the longest single blocking wait (seconds); longer ones loop
 
 
 class VirtualTimeScheduler:
@@ -129,6 +139,7 @@ class VirtualTimeScheduler:
 
     def advance_to(self, when: float) -> int:
         """Move time to ``when`` (not earlier than now), running what falls due."""
+        require_finite("when", when)
         if when < self.clock.now():
             raise ValueError(f"when must not be earlier than now ({self.clock.now()!r}), "
                              f"got {when!r}")
@@ -165,6 +176,9 @@ class ThreadScheduler:
     def __init__(self, *, clock: Clock = MONOTONIC, name: str = "reactive-scheduler") -> None:
         if not callable(getattr(clock, "now", None)):
             raise TypeError(f"clock must have a now() method, got {clock!r}")
+        if not isinstance(name, str) or not name:
+            raise (ValueError if isinstance(name, str) else TypeError)(
+                f"name must be a non-empty str, got {name!r}")
         self.clock = clock
         self.name = name
         self._heap: list[tuple[float, int, _Timer]] = []
@@ -208,14 +222,18 @@ class ThreadScheduler:
                 _run(timer.action)
 
     def shutdown(self, *, wait: bool = True, timeout: float | None = 5.0) -> None:
-        """Stop the worker; pending actions never run."""
+        """Stop the worker; pending actions never run. With ``wait``, wait up to
+        ``timeout`` seconds (``None`` or ``inf``: for as long as it takes) for an action
+        in progress to return."""
+        if timeout is not None:
+            require_non_negative("timeout", timeout)
         with self._condition:
             self._stopped = True
             self._heap.clear()
             self._condition.notify_all()
             thread = self._thread
         if wait and thread is not None and thread is not threading.current_thread():
-            thread.join(timeout)
+            _join(thread, timeout)
 
     def __enter__(self) -> ThreadScheduler:
         return self
@@ -238,6 +256,8 @@ class AsyncioScheduler:
     def __init__(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
         import asyncio  # imported here: threading and SimPy users do not pay for asyncio
 
+        if loop is not None and not isinstance(loop, asyncio.AbstractEventLoop):
+            raise TypeError(f"loop must be an asyncio event loop, got {loop!r}")
         self.loop = loop if loop is not None else asyncio.get_running_loop()
 
     def now(self) -> float:
@@ -263,6 +283,19 @@ class AsyncioScheduler:
 
     def __repr__(self) -> str:
         return f"AsyncioScheduler({self.loop!r})"
+
+
+def _join(thread: threading.Thread, timeout: float | None) -> None:
+    """``thread.join(timeout)`` for any timeout: ``join`` overflows above TIMEOUT_MAX."""
+    if timeout is None or math.isinf(timeout):
+        thread.join()
+        return
+    deadline = time.monotonic() + timeout
+    while thread.is_alive():
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return
+        thread.join(min(left, _MAX_WAIT))
 
 
 def _on_loop_thread(loop: asyncio.AbstractEventLoop) -> bool:
