@@ -33,6 +33,7 @@ is immutable and therefore safe to share.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Hashable, Iterable, Iterator, Mapping
 from enum import Enum
 from typing import Any, Generic, Protocol, Self, TypeVar, runtime_checkable
@@ -66,6 +67,14 @@ def _require_replica(name: str, value: object) -> str:
     if not value:
         raise ValueError(f"{name} must be a non-empty str, got {value!r}")
     return value
+
+
+def _require_hashable(name: str, value: object) -> None:
+    try:
+        hash(value)
+    except TypeError:
+        raise TypeError(f"{name} must be hashable, got {value!r} "
+                        f"({type(value).__name__})") from None
 
 
 def _require_same_type(name: str, self: object, other: object) -> None:
@@ -153,10 +162,22 @@ class VersionVector:
     __slots__ = ("_entries", "_hash")
 
     def __init__(self, entries: Mapping[str, int] | Iterable[tuple[str, int]] = ()) -> None:
-        items = entries.items() if isinstance(entries, Mapping) else entries
+        given: object = entries
+        if isinstance(given, Mapping):
+            items: Iterable[Any] = given.items()
+        elif isinstance(given, Iterable) and not isinstance(given, str | bytes):
+            items = given
+        else:
+            raise TypeError(f"entries must be a mapping or pairs of (replica, count), "
+                            f"got {entries!r}")
         clean: dict[str, int] = {}
-        for replica, count in items:
-            _require_replica("replica", replica)
+        for pair in items:
+            if not isinstance(pair, tuple) or len(pair) != 2:
+                raise TypeError(f"entries must hold (replica, count) pairs, got {pair!r}")
+            replica, count = pair
+            if not isinstance(replica, str) or not replica:
+                raise (ValueError if isinstance(replica, str) else TypeError)(
+                    f"entries must be keyed by non-empty str replica ids, got {replica!r}")
             require_int_at_least(f"entries[{replica!r}]", count, 0)
             if count:
                 clean[replica] = count
@@ -455,7 +476,12 @@ class GSet(Generic[T]):
 
     def __init__(self, replica: str, elements: Iterable[T] = ()) -> None:
         self._replica = _require_replica("replica", replica)
-        self._elements: set[T] = set(elements)
+        if not isinstance(elements, Iterable):
+            raise TypeError(f"elements must be iterable, got {elements!r}")
+        try:
+            self._elements: set[T] = set(elements)
+        except TypeError as error:  # an unhashable element
+            raise TypeError(f"elements must be hashable: {error}") from None
 
     @property
     def replica(self) -> str:
@@ -467,6 +493,7 @@ class GSet(Generic[T]):
 
     def add(self, element: T) -> GSet[T]:
         """Add ``element``; return the delta (a set holding just it)."""
+        _require_hashable("element", element)
         self._elements.add(element)
         return GSet(self._replica, (element,))
 
@@ -620,6 +647,7 @@ class ORSet(Generic[T]):
         The delta carries the new dot and, in its context, the element's older dots, which
         the add supersedes (so they do not pile up).
         """
+        _require_hashable("element", element)
         dot: Dot = (self._replica, self._context.max(self._replica) + 1)
         old = self._entries.get(element, frozenset())
         self._entries[element] = frozenset((dot,))
@@ -635,6 +663,7 @@ class ORSet(Generic[T]):
 
         Removing an absent element is a no-op (the delta is empty).
         """
+        _require_hashable("element", element)
         old = self._entries.pop(element, frozenset())
         delta: ORSet[T] = ORSet(self._replica)
         for d in old:
@@ -744,8 +773,16 @@ class LWWRegister(Generic[V]):
         return self._stamp
 
     def set(self, value: V) -> None:
-        """Write ``value`` stamped with this replica's clock."""
-        now = float(self._clock.now())
+        """Write ``value`` stamped with this replica's clock.
+
+        The clock must read a finite number: a NaN stamp compares false with every
+        other, so replicas holding different values would never converge (and ``inf``
+        would win over every later write). Such a reading is refused, state unchanged.
+        """
+        now = self._clock.now()
+        if isinstance(now, bool) or not isinstance(now, int | float) or not math.isfinite(now):
+            raise ValueError(f"clock must read a finite time, got {now!r} from {self._clock!r}")
+        now = float(now)
         stamp = self._stamp
         if stamp is None or now > stamp[0]:
             self._stamp = (now, 0, self._replica)
