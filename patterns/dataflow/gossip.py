@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import random
 import threading
@@ -50,7 +51,13 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Generic, NamedTuple, Protocol, Self, TypeAlias, TypeVar
 
-from patterns._validation import require_int_at_least, require_positive
+from patterns._validation import (
+    require_finite_non_negative,
+    require_finite_positive,
+    require_int_at_least,
+    require_positive,
+    require_unit_interval,
+)
 from patterns.events import Listeners
 
 __all__ = [
@@ -113,12 +120,25 @@ class PeerSampler(Protocol):
         ...
 
 
+def _require_rng(name: str, rng: object) -> random.Random:
+    if not isinstance(rng, random.Random):
+        raise TypeError(f"{name} must be a random.Random, got {rng!r} ({type(rng).__name__})")
+    return rng
+
+
+def _rng_or_new(rng: random.Random | None) -> random.Random:
+    """``rng``, or a fresh one if it is None (and only then: a falsy rng is an error)."""
+    return random.Random() if rng is None else _require_rng("rng", rng)
+
+
 class PeerList:
     """Peers from a fixed list (a node's neighbours in a graph, or every other node)."""
 
     __slots__ = ("_peers",)
 
     def __init__(self, peers: Iterable[NodeId]) -> None:
+        if isinstance(peers, str) or not isinstance(peers, Iterable):
+            raise TypeError(f"peers must be an iterable of node ids, got {peers!r}")
         self._peers: tuple[NodeId, ...] = tuple(peers)
 
     @property
@@ -126,6 +146,9 @@ class PeerList:
         return self._peers
 
     def sample(self, count: int, rng: random.Random) -> Sequence[NodeId]:
+        """Up to ``count`` (an int >= 0) distinct peers, uniformly at random."""
+        require_int_at_least("count", count, 0)
+        _require_rng("rng", rng)
         peers = self._peers
         if count == 1 and peers:
             return (peers[int(rng.random() * len(peers))],)
@@ -263,6 +286,15 @@ class Feedback:
 
 
 Message: TypeAlias = "StatePush[Any] | StateRequest | StateReply[Any] | Rumours[Any] | Feedback"
+_MESSAGES: tuple[type, ...] = (StatePush, StateRequest, StateReply, Rumours, Feedback)
+
+
+def _unhashable(value: object) -> bool:
+    try:
+        hash(value)
+    except TypeError:
+        return True
+    return False
 """Any gossip message (the payload type is the CRDT's)."""
 
 
@@ -343,6 +375,8 @@ class GossipNode(Generic[S]):
             raise TypeError(f"state must have merge() and copy() (a CRDT), got {state!r}")
         if config is not None and not isinstance(config, GossipConfig):
             raise TypeError(f"config must be a GossipConfig, got {config!r}")
+        if not isinstance(node_id, Hashable) or _unhashable(node_id):
+            raise TypeError(f"node_id must be hashable, got {node_id!r}")
         self.node_id = node_id
         self.config = config or GossipConfig()
         self._sampler: PeerSampler
@@ -355,7 +389,7 @@ class GossipNode(Generic[S]):
             self._sampler = PeerList(peers)
         else:
             self._sampler = peers
-        self._rng = rng or random.Random()
+        self._rng = _rng_or_new(rng)
         self._state = state
         self._lock = threading.Lock()
         self._hot: dict[RumourId, _Hot[S]] = {}
@@ -406,6 +440,9 @@ class GossipNode(Generic[S]):
     def publish(self, delta: S) -> RumourId:
         """Apply a local update (a delta, or a whole state: both are joined) and start
         spreading it. Returns the rumour's id (used only by rumour mongering)."""
+        if type(delta) is not type(self._state):
+            raise TypeError(f"delta must be a {type(self._state).__name__} like the node's "
+                            f"state, got {delta!r} ({type(delta).__name__})")
         with self._lock:
             self._sequence += 1
             rumour_id: RumourId = (self.node_id, self._sequence)
@@ -483,6 +520,8 @@ class GossipNode(Generic[S]):
 
     def receive(self, message: Message) -> list[Send]:
         """Merge what arrived; return the replies to send."""
+        if not isinstance(message, _MESSAGES):
+            raise TypeError(f"message must be a gossip message, got {message!r}")
         changed_by: NodeId | None = None
         lost: list[LostInterest] = []
         replies: list[Send] = []
@@ -566,15 +605,28 @@ class AsyncGossipDriver(Generic[S]):
     """
 
     def __init__(self, node: GossipNode[S], send: SendFunction, interval: float) -> None:
+        if not isinstance(node, GossipNode):
+            raise TypeError(f"node must be a GossipNode, got {node!r}")
+        if not callable(send):
+            raise TypeError(f"send must be an async function (to, message), got {send!r}")
         self.node = node
         self._send = send
-        self.interval = require_positive("interval", interval)
+        self.interval = require_finite_positive("interval", interval)
         self._task: asyncio.Task[None] | None = None
 
     async def _transmit(self, sends: list[Send]) -> None:
         for to, message in sends:
             try:
-                await self._send(to, message)
+                sending = self._send(to, message)
+            except Exception:  # a lost message is ordinary in gossip
+                _log.warning("gossip message from %r to %r failed", self.node.node_id, to,
+                             exc_info=True)
+                continue
+            if not inspect.isawaitable(sending):  # a misuse, not a lost message
+                raise TypeError(f"send must be an async function (to, message): it "
+                                f"returned {sending!r}, not an awaitable")
+            try:
+                await sending
             except Exception:  # a lost message is ordinary in gossip
                 _log.warning("gossip message from %r to %r failed", self.node.node_id, to,
                              exc_info=True)
@@ -615,17 +667,19 @@ class LocalAsyncNetwork(Generic[S]):
 
     def __init__(self, *, latency: float = 0.0, loss: float = 0.0,
                  rng: random.Random | None = None) -> None:
-        from patterns._validation import require_finite_non_negative, require_unit_interval
-
         self.latency = require_finite_non_negative("latency", latency)
         self.loss = require_unit_interval("loss", loss)
-        self._rng = rng or random.Random()
+        self._rng = _rng_or_new(rng)
         self.drivers: dict[NodeId, AsyncGossipDriver[S]] = {}
         self.sent = 0
         self.lost = 0
         self._pending: set[asyncio.Task[None]] = set()
 
     def add(self, node: GossipNode[S], interval: float) -> AsyncGossipDriver[S]:
+        """Put ``node`` on the network, gossiping every ``interval`` seconds."""
+        if not isinstance(node, GossipNode):
+            raise TypeError(f"node must be a GossipNode, got {node!r}")
+        require_finite_positive("interval", interval)
         if node.node_id in self.drivers:
             raise ValueError(f"node_id {node.node_id!r} is already on the network")
         driver = AsyncGossipDriver(node, self.send, interval)
@@ -656,9 +710,12 @@ class LocalAsyncNetwork(Generic[S]):
                         check_every: float = 0.005) -> bool:
         """Start every node's rounds, wait until ``done()`` is true or ``timeout`` seconds
         have passed, then stop them and let the messages in flight land. Returns whether
-        ``done()`` held."""
+        ``done()`` held. ``timeout`` may be ``inf`` (wait for ``done()`` only);
+        ``check_every`` must be finite."""
+        if not callable(done):
+            raise TypeError(f"done must be callable, got {done!r}")
         require_positive("timeout", timeout)
-        require_positive("check_every", check_every)
+        require_finite_positive("check_every", check_every)
         for driver in self.drivers.values():
             driver.start()
         loop = asyncio.get_running_loop()
