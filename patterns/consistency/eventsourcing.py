@@ -586,10 +586,28 @@ CREATE TABLE IF NOT EXISTS es_snapshots (
 _COLUMNS = "position, stream, version, event_type, data, metadata"
 
 
+_new = object.__new__
+_set = object.__setattr__
+
+
 def _row_to_record(row: tuple[Any, ...]) -> RecordedEvent:
+    # A row this store wrote (checked when it was appended, or before the checks
+    # existed): built without re-checking, as a replay reads thousands of them.
     position, stream, version, event_type, data, metadata = row
-    return RecordedEvent(position, stream, version, event_type, json.loads(data),
-                         EventMetadata.from_json(json.loads(metadata)))
+    meta = json.loads(metadata)
+    info = _new(EventMetadata)
+    _set(info, "event_id", meta["event_id"])
+    _set(info, "timestamp", meta["timestamp"])
+    _set(info, "correlation_id", meta.get("correlation_id"))
+    _set(info, "causation_id", meta.get("causation_id"))
+    record = _new(RecordedEvent)
+    _set(record, "position", position)
+    _set(record, "stream", stream)
+    _set(record, "version", version)
+    _set(record, "event_type", event_type)
+    _set(record, "data", json.loads(data))
+    _set(record, "metadata", info)
+    return record
 
 
 class SQLiteEventStore(EventStore):
