@@ -591,6 +591,8 @@ class Projector:
         self.read_model = read_model
         self.codec = codec
         self.batch_size = require_int_at_least("batch_size", batch_size, 1)
+        if batch_size > 2**63 - 1:  # SQLite binds the batch size as a LIMIT
+            raise ValueError(f"batch_size must be at most 2**63 - 1, got {batch_size!r}")
         self.listeners: Listeners[EventProjected] = Listeners()
         self._progress = threading.Condition()
 

@@ -187,13 +187,25 @@ def _dump_json(name: str, value: object) -> str:
                           f"{reprlib.repr(value)}: {error}") from None
 
 
+_MAX_INDEX = 2**63 - 1
+"""The largest position, version or count SQLite can bind (a signed 64-bit integer)."""
+
+
+def _require_index(name: str, value: int, minimum: int) -> int:
+    """An int >= ``minimum`` that SQLite can hold (a larger one overflows the binding)."""
+    require_int_at_least(name, value, minimum)
+    if value > _MAX_INDEX:
+        raise ValueError(f"{name} must be at most 2**63 - 1, got {value!r}")
+    return value
+
+
 def _require_positions(positions: object) -> list[int]:
     try:
         items: list[int] = list(positions)  # type: ignore[call-overload]
     except TypeError:
         raise TypeError(f"positions must be an iterable of ints, got {positions!r}") from None
     for position in items:
-        require_int_at_least("positions", position, 1)
+        _require_index("positions", position, 1)
     return items
 
 
@@ -447,7 +459,7 @@ class EventStore(ABC):
                       expected_version: int | None) -> list[NewEvent]:
         _require_stream("stream", stream)
         if expected_version is not None:
-            require_int_at_least("expected_version", expected_version, 0)
+            _require_index("expected_version", expected_version, 0)
         if isinstance(events, NewEvent | str | bytes | Mapping):
             raise TypeError(f"events must be a sequence of NewEvent, got {events!r}")
         try:
@@ -469,9 +481,9 @@ class EventStore(ABC):
 
     @staticmethod
     def _check_read(from_version: int, limit: int | None) -> None:
-        require_int_at_least("from_version", from_version, 1)
+        _require_index("from_version", from_version, 1)
         if limit is not None:
-            require_int_at_least("limit", limit, 1)
+            _require_index("limit", limit, 1)
 
 
 class InMemoryEventStore(EventStore):
@@ -513,9 +525,9 @@ class InMemoryEventStore(EventStore):
 
     def read_all(self, after_position: int = 0,
                  limit: int | None = None) -> list[RecordedEvent]:
-        require_int_at_least("after_position", after_position, 0)
+        _require_index("after_position", after_position, 0)
         if limit is not None:
-            require_int_at_least("limit", limit, 1)
+            _require_index("limit", limit, 1)
         with self._changed:
             end = len(self._events) if limit is None else after_position + limit
             return self._events[after_position:end]
@@ -531,7 +543,7 @@ class InMemoryEventStore(EventStore):
 
     def pending_outbox(self, limit: int | None = None) -> list[RecordedEvent]:
         if limit is not None:
-            require_int_at_least("limit", limit, 1)
+            _require_index("limit", limit, 1)
         with self._changed:
             pending = sorted(self._outbox)
             if limit is not None:
@@ -546,7 +558,7 @@ class InMemoryEventStore(EventStore):
 
     def wait_for_events(self, after_position: int, timeout: float) -> bool:
         """See :meth:`EventStore.wait_for_events`; ``timeout=inf`` waits for ever."""
-        require_int_at_least("after_position", after_position, 0)
+        _require_index("after_position", after_position, 0)
         _require_timeout(timeout)
         with self._changed:
             if len(self._events) > after_position or timeout == 0:
@@ -671,9 +683,9 @@ class SQLiteEventStore(EventStore):
 
     def read_all(self, after_position: int = 0,
                  limit: int | None = None) -> list[RecordedEvent]:
-        require_int_at_least("after_position", after_position, 0)
+        _require_index("after_position", after_position, 0)
         if limit is not None:
-            require_int_at_least("limit", limit, 1)
+            _require_index("limit", limit, 1)
         rows = self.database.connection().execute(
             f"SELECT {_COLUMNS} FROM es_events WHERE position > ? ORDER BY position LIMIT ?",
             (after_position, -1 if limit is None else limit)).fetchall()
@@ -693,7 +705,7 @@ class SQLiteEventStore(EventStore):
 
     def pending_outbox(self, limit: int | None = None) -> list[RecordedEvent]:
         if limit is not None:
-            require_int_at_least("limit", limit, 1)
+            _require_index("limit", limit, 1)
         rows = self.database.connection().execute(
             f"SELECT {', '.join('e.' + c for c in _COLUMNS.split(', '))} FROM es_outbox o"
             " JOIN es_events e ON e.position = o.position ORDER BY o.position LIMIT ?",
@@ -708,7 +720,7 @@ class SQLiteEventStore(EventStore):
 
     def wait_for_events(self, after_position: int, timeout: float) -> bool:
         """See :meth:`EventStore.wait_for_events`; ``timeout=inf`` waits for ever."""
-        require_int_at_least("after_position", after_position, 0)
+        _require_index("after_position", after_position, 0)
         _require_timeout(timeout)
         deadline = self._clock.now() + timeout
         while True:
@@ -967,8 +979,8 @@ class CatchUpSubscription:
         _require_callable("handler", handler)
         self.store = store
         self.handler = handler
-        self.position = require_int_at_least("position", position, 0)
-        self.batch_size = require_int_at_least("batch_size", batch_size, 1)
+        self.position = _require_index("position", position, 0)
+        self.batch_size = _require_index("batch_size", batch_size, 1)
 
     def poll(self) -> int:
         """Deliver one batch of new events; return how many were delivered."""
@@ -1014,7 +1026,7 @@ class OutboxRelay:
             raise TypeError(f"publish must be callable, got {publish!r}")
         self.store = store
         self.publish = publish
-        self.batch_size = require_int_at_least("batch_size", batch_size, 1)
+        self.batch_size = _require_index("batch_size", batch_size, 1)
 
     def relay_once(self) -> int:
         """Publish one batch of pending events; return how many were published.

@@ -305,6 +305,30 @@ def test_mark_published_positions(store: EventStore, value: Any) -> None:
     _unchanged(store, lambda: store.mark_published(positions), "positions")
 
 
+#: Ints beyond what SQLite binds (a signed 64-bit integer): OverflowError inside sqlite3.
+HUGE_INT = st.sampled_from([2**63, 2**70, 10**30])
+
+
+@SWEEP
+@given(value=HUGE_INT)
+def test_positions_versions_and_counts_beyond_sqlite(store: EventStore, value: int) -> None:
+    _unchanged(store, lambda: store.append("a", [_new()], value), "expected_version", value)
+    assert_rejected(lambda: store.read_stream("a", value), "from_version", value)
+    assert_rejected(lambda: store.read_stream("a", 1, value), "limit", value)
+    assert_rejected(lambda: store.read_all(value), "after_position", value)
+    assert_rejected(lambda: store.read_all(0, value), "limit", value)
+    assert_rejected(lambda: store.pending_outbox(value), "limit", value)
+    _unchanged(store, lambda: store.mark_published([value]), "positions", value)
+    assert_rejected(lambda: store.wait_for_events(value, 0.0), "after_position", value)
+    assert_rejected(lambda: CatchUpSubscription(store, print, position=value),
+                    "position", value)
+    assert_rejected(lambda: CatchUpSubscription(store, print, batch_size=value),
+                    "batch_size", value)
+    assert_rejected(lambda: OutboxRelay(store, print, batch_size=value), "batch_size", value)
+    assert_rejected(lambda: Projector(store, InMemoryBankReadModel(), bank_codec(),
+                                      batch_size=value), "batch_size", value)
+
+
 @SWEEP
 @given(timeout=BAD_TIMEOUT, after=NOT_AN_INT | NEGATIVE_INT)
 def test_wait_for_events_refuses_nan_and_negative_timeouts(store: EventStore, timeout: Any,
