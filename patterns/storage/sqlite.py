@@ -17,6 +17,7 @@ are still running.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import sqlite3
@@ -147,10 +148,16 @@ class SQLiteDatabase:
         connection.execute("BEGIN IMMEDIATE")
         try:
             yield connection
+            connection.execute("COMMIT")
         except BaseException:
-            connection.execute("ROLLBACK")
+            # Roll back what is still open: the block failed, or COMMIT itself did (a
+            # deferred constraint, a busy reader) and left the transaction open. If SQLite
+            # has already rolled back on its own (a full disk, an I/O error), there is
+            # nothing to undo, and the error that says why is the one to raise.
+            if connection.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    connection.execute("ROLLBACK")
             raise
-        connection.execute("COMMIT")
 
     def executescript(self, script: str) -> None:
         """Run a schema script (``CREATE TABLE IF NOT EXISTS ...``) once."""

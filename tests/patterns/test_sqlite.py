@@ -146,3 +146,23 @@ def test_a_dropped_database_closes_its_connections(tmp_path: Path) -> None:
     gc.collect()
     with pytest.raises(sqlite3.ProgrammingError, match="closed"):
         connection.execute("SELECT 1")
+
+
+# A COMMIT that fails (here a deferred foreign key) used to leave the thread's connection
+# inside the open transaction: every later transaction of that thread then failed with
+# "cannot start a transaction within a transaction" (issue 11).
+def test_a_failed_commit_rolls_back_and_the_next_transaction_works(tmp_path: Path) -> None:
+    database = SQLiteDatabase(tmp_path / "fk.db")
+    database.executescript(
+        "CREATE TABLE parent (id INTEGER PRIMARY KEY);"
+        "CREATE TABLE child (id INTEGER PRIMARY KEY, parent INTEGER REFERENCES parent(id) "
+        "DEFERRABLE INITIALLY DEFERRED);")
+    with pytest.raises(sqlite3.IntegrityError, match="FOREIGN KEY"), \
+            database.transaction() as connection:
+        connection.execute("INSERT INTO child VALUES (1, 99)")
+    assert not database.connection().in_transaction
+    with database.transaction() as connection:
+        connection.execute("INSERT INTO parent VALUES (1)")
+    assert database.connection().execute("SELECT COUNT(*) FROM child").fetchone() == (0,)
+    assert database.connection().execute("SELECT COUNT(*) FROM parent").fetchone() == (1,)
+    database.close()
