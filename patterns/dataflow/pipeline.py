@@ -54,6 +54,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, I
 from dataclasses import dataclass
 from typing import Any, Final, Generic, Literal, Protocol, TypeVar, cast, overload
 
+from patterns._decorate import is_async_callable
 from patterns._validation import (
     require_finite,
     require_finite_non_negative,
@@ -236,7 +237,9 @@ def _flatten(step: Step[Any, Any]) -> tuple[Step[Any, Any], ...]:
 def _async_names(step: Step[Any, Any]) -> list[str]:
     if isinstance(step, Stage):
         return [step.name] if step.is_coroutine else []
-    return [name for child in step._children() for name in _async_names(child)]
+    own = [f"{step.name} (condition)"] if isinstance(step, Branch) and step.async_condition \
+        else []
+    return own + [name for child in step._children() for name in _async_names(child)]
 
 
 def _run_steps(steps: Sequence[Step[Any, Any]], value: Any, prefix: str) -> Any:
@@ -298,8 +301,8 @@ class Stage(Step[I, O]):
                 name = "lambda"
         self.name = _check_name(name)
         self.fn: Callable[[I], Any] = fn
-        self.is_coroutine = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
-            getattr(fn, "__call__", None))  # noqa: B004 - async callable objects too
+        # coroutine functions, partials and bound methods of them, async __call__ objects
+        self.is_coroutine = is_async_callable(fn)
 
     @property
     def is_async(self) -> bool:
@@ -478,14 +481,15 @@ class Branch(Step[I, Left[L] | Right[R]]):
     ``condition(value)`` true runs ``left`` and returns ``Left(output)``, false runs
     ``right`` and returns ``Right(output)``. Errors inside name the branch:
     ``"route (2 of 3)/right/parse (1 of 2)"``; an error in the condition itself is the
-    branch stage's own.
+    branch stage's own. An ``async`` condition makes the branch async: :meth:`aprocess`
+    awaits it, :meth:`process` refuses it (a coroutine is always true).
     """
 
-    __slots__ = ("condition", "left", "name", "right")
+    __slots__ = ("async_condition", "condition", "left", "name", "right")
 
     def __init__(
         self,
-        condition: Callable[[I], bool],
+        condition: Callable[[I], bool] | Callable[[I], Awaitable[bool]],
         left: Step[I, L],
         right: Step[I, R],
         *,
@@ -494,24 +498,35 @@ class Branch(Step[I, Left[L] | Right[R]]):
         if not callable(condition):
             raise TypeError(f"condition must be callable, got {condition!r}")
         self.condition = condition
+        #: an ``async`` condition is awaited by :meth:`aprocess`; :meth:`process` refuses it
+        self.async_condition = is_async_callable(condition)
         self.left: Pipeline[I, L] = _as_pipeline("left", left)
         self.right: Pipeline[I, R] = _as_pipeline("right", right)
         self.name = _check_name(name)
 
     @property
     def is_async(self) -> bool:
-        return self.left.is_async or self.right.is_async
+        return self.async_condition or self.left.is_async or self.right.is_async
 
     def _children(self) -> tuple[Step[Any, Any], ...]:
         return (self.left, self.right)
 
     def _call(self, value: Any, where: str) -> Any:
-        if self.condition(value):
+        decision: Any = self.condition(value)
+        if inspect.isawaitable(decision):  # a plain function that returned a coroutine
+            if inspect.iscoroutine(decision):
+                decision.close()
+            raise TypeError(f"the condition of branch {self.name!r} returned an awaitable "
+                            "in a sync run; use aprocess() or declare it `async def`")
+        if decision:
             return Left(_run_steps(self.left.stages, value, f"{where}/left/"))
         return Right(_run_steps(self.right.stages, value, f"{where}/right/"))
 
     async def _acall(self, value: Any, where: str) -> Any:
-        if self.condition(value):
+        decision: Any = self.condition(value)
+        if inspect.isawaitable(decision):
+            decision = await decision
+        if decision:
             return Left(await _arun_steps(self.left.stages, value, f"{where}/left/"))
         return Right(await _arun_steps(self.right.stages, value, f"{where}/right/"))
 

@@ -48,6 +48,7 @@ from patterns.dataflow.pipeline import (
     Branch,
     Pipeline,
     Stage,
+    StageError,
     StageTimer,
     abatches,
     for_each,
@@ -744,3 +745,67 @@ def test_local_network_latency_and_loss(value: Any) -> None:
     if value != 1.5:  # a latency of 1.5 s is fine
         assert_rejected(lambda: LocalAsyncNetwork(latency=value), "latency", value)
     assert_rejected(lambda: LocalAsyncNetwork(loss=value), "loss", value)
+
+
+# ======================================================= coroutine functions elsewhere
+
+
+def test_a_branch_with_an_async_condition_is_async() -> None:
+    """An ``async`` condition used to be called and not awaited: the coroutine is truthy,
+    so every value went left, in process() and in aprocess() alike."""
+    async def is_big(value: int) -> bool:
+        return value > 10
+
+    branch = Branch(is_big, Stage(lambda v: "big"), Stage(lambda v: "small"), name="route")
+    assert branch.is_async
+    with pytest.raises(TypeError, match="route"):
+        branch.process(1)
+    assert asyncio.run(branch.aprocess(1)).value == "small"
+    assert asyncio.run(branch.aprocess(11)).value == "big"
+
+    def returns_a_coroutine(value: int) -> Any:
+        return is_big(value)
+
+    plain = Branch(returns_a_coroutine, Stage(str), Stage(str), name="route")
+    with pytest.raises(StageError, match="awaitable") as caught:  # like a Stage's result
+        plain.process(1)
+    assert isinstance(caught.value.__cause__, TypeError)
+
+
+def test_stage_recognises_every_kind_of_coroutine_function() -> None:
+    import functools
+
+    async def double(value: int) -> int:
+        return value * 2
+
+    class Holder:
+        async def method(self, value: int) -> int:
+            return value * 2
+
+    for fn in (double, functools.partial(double), Holder().method, *_coroutine_functions()):
+        step = Stage(fn, name="s")
+        assert step.is_async
+        with pytest.raises(TypeError, match="aprocess"):
+            step.process(1)
+
+
+@pytest.mark.parametrize("fn", _coroutine_functions(), ids=["coroutine function", "async __call__"])
+def test_buffer_and_publisher_callbacks_refuse_coroutine_functions(
+        fn: Callable[..., Any]) -> None:
+    buffer: BackpressureBuffer[int] = BackpressureBuffer("buffer", 1)
+    buffer.offer(1)
+    assert_rejected(lambda: buffer.offer(2, on_room=fn), "on_room")
+    buffer.poll()
+    assert_rejected(lambda: buffer.poll(on_item=fn), "on_item")
+
+    class AsyncSubscriber:
+        def on_subscribe(self, subscription: Any) -> None: ...
+
+        async def on_next(self, item: int) -> None: ...
+
+        def on_error(self, error: BaseException) -> None: ...
+
+        def on_complete(self) -> None: ...
+
+    assert_rejected(lambda: IterablePublisher([1]).subscribe(AsyncSubscriber()), "on_next")
+    assert_rejected(lambda: DemandPublisher().subscribe(AsyncSubscriber()), "on_next")

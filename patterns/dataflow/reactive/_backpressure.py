@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Generic, Protocol, TypeVar
 
+from patterns._decorate import is_async_callable
 from patterns._validation import require_finite, require_int_at_least, require_non_negative
 from patterns.clock import MONOTONIC, Clock
 from patterns.events import Listeners
@@ -234,8 +235,8 @@ class BackpressureBuffer(Generic[T]):
         called once when an item leaves the buffer or it closes, so the producer can
         offer again.
         """
-        if on_room is not None and not callable(on_room):
-            raise TypeError(f"on_room must be callable, got {on_room!r}")
+        if on_room is not None:
+            _check_callback("on_room", on_room)
         when = self.clock.now() if now is None else require_finite("now", now)
         stats = self._stats
         items = self._items
@@ -289,8 +290,8 @@ class BackpressureBuffer(Generic[T]):
         When ``None`` is returned and the buffer is not :attr:`drained`, ``on_item()``
         (if given) is called once when an item arrives or the buffer closes or fails.
         """
-        if on_item is not None and not callable(on_item):
-            raise TypeError(f"on_item must be callable, got {on_item!r}")
+        if on_item is not None:
+            _check_callback("on_item", on_item)
         wake: list[Callback] = []
         with self._lock:
             if self._items:
@@ -494,6 +495,15 @@ class BackpressureBuffer(Generic[T]):
     def __repr__(self) -> str:
         return (f"BackpressureBuffer({self.strategy.value!r}, capacity={self.capacity}, "
                 f"buffered={len(self._items)})")
+
+
+def _check_callback(name: str, callback: object) -> None:
+    if not callable(callback):
+        raise TypeError(f"{name} must be callable, got {callback!r}")
+    if is_async_callable(callback):
+        raise TypeError(f"{name} must be a plain function, got the coroutine function "
+                        f"{callback!r}: the buffer calls it and would drop the coroutine "
+                        f"un-awaited")
 
 
 def _succeed(event: Any) -> Callback:

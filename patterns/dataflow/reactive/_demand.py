@@ -32,6 +32,7 @@ import threading
 from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator
 from typing import Any, Final, Generic, Protocol, TypeVar, runtime_checkable
 
+from patterns._decorate import is_async_callable
 from patterns._validation import require_int_at_least, require_non_negative
 from patterns.clock import MONOTONIC
 from patterns.dataflow.reactive._backpressure import _asyncio_waker
@@ -438,6 +439,11 @@ def _check_subscriber(subscriber: object) -> None:
     if not isinstance(subscriber, Subscriber):
         raise TypeError(f"subscriber must have on_subscribe, on_next, on_error and "
                         f"on_complete, got {subscriber!r}")
+    for name in ("on_subscribe", "on_next", "on_error", "on_complete"):
+        if is_async_callable(getattr(subscriber, name)):
+            raise TypeError(f"subscriber's {name} must be a plain method, got a coroutine "
+                            f"function: a publisher calls it and would drop the coroutine "
+                            f"un-awaited")
 
 
 # --------------------------------------------------------------------------- iterators
