@@ -43,6 +43,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from patterns._validation import (
+    require_clock,
     require_finite_positive,
     require_int_at_least,
     require_non_negative,
@@ -146,10 +147,7 @@ def _require_interval(name: str, value: float) -> float:
 
 
 def _require_clock(value: object) -> Clock:
-    if not isinstance(value, Clock) or not callable(value.now):
-        raise TypeError(f"clock must be a Clock (an object with a now() method), "
-                        f"got {value!r}")
-    return value
+    return require_clock("clock", value)  # type: ignore[no-any-return]
 
 
 # --------------------------------------------------------------------------- buses

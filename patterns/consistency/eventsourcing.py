@@ -51,6 +51,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from patterns._validation import (
+    require_clock,
     require_finite,
     require_finite_positive,
     require_int_at_least,
@@ -167,10 +168,7 @@ def _require_interval(name: str, value: float) -> float:
 
 
 def _require_clock(name: str, value: object) -> Clock:
-    if not isinstance(value, Clock) or not callable(value.now):
-        raise TypeError(f"{name} must be a Clock (an object with a now() method), "
-                        f"got {value!r}")
-    return value
+    return require_clock(name, value)  # type: ignore[no-any-return]
 
 
 def _require_callable(name: str, value: object) -> None:

@@ -47,7 +47,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Final
 
-from patterns._validation import require_finite_positive
+from patterns._validation import require_clock, require_finite_positive
 from patterns.clock import MONOTONIC, WALL_CLOCK, Clock
 from patterns.consistency.lock._core import check_persistent_clock
 from patterns.events import Listeners
@@ -121,9 +121,7 @@ def _check_owner(owner: str | None, lease: float | None, *,
 
 
 def _check_clock(clock: object) -> Clock:
-    if not isinstance(clock, Clock):
-        raise TypeError(f"clock must be a Clock (a now() method), got {clock!r}")
-    return clock
+    return require_clock("clock", clock)  # type: ignore[no-any-return]
 
 
 class SagaExistsError(ValueError):

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Final, Protocol
 
 from patterns._validation import (
+    require_clock,
     require_finite_non_negative,
     require_finite_positive,
     require_positive,
@@ -88,9 +89,7 @@ its coordinator (see :meth:`TwoPhaseCoordinator.recover`)."""
 
 
 def _check_clock(clock: object) -> Clock:
-    if not isinstance(clock, Clock):
-        raise TypeError(f"clock must be a Clock (a now() method), got {clock!r}")
-    return clock
+    return require_clock("clock", clock)  # type: ignore[no-any-return]
 
 
 def _check_participants(participants: object) -> tuple[str, ...]:

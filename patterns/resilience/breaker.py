@@ -46,6 +46,7 @@ from patterns._decorate import (
     reject_coroutine_function,
 )
 from patterns._validation import (
+    require_clock,
     require_finite,
     require_int_at_least,
     require_non_negative,
@@ -389,8 +390,7 @@ class CircuitBreaker(CallDecorator):
         if record_result is not None and not callable(record_result):
             raise TypeError(f"record_result must be callable, got {record_result!r}")
         self.record_result = record_result
-        if not callable(getattr(clock, "now", None)):
-            raise TypeError(f"clock must have a now() method, got {clock!r}")
+        require_clock("clock", clock)
         self.clock = clock
         self.rng = require_rng("rng", rng) if rng is not None else random.Random()
         if listeners is not None and not isinstance(listeners, Listeners):

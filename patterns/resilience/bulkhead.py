@@ -67,7 +67,12 @@ from patterns._decorate import (
     reject_awaitable_result,
     reject_coroutine_function,
 )
-from patterns._validation import require_finite, require_int_at_least, require_non_negative
+from patterns._validation import (
+    require_clock,
+    require_finite,
+    require_int_at_least,
+    require_non_negative,
+)
 from patterns.clock import MONOTONIC, Clock
 from patterns.events import Listeners
 
@@ -379,9 +384,7 @@ class Bulkhead(CallDecorator):
             "max_concurrent_calls", max_concurrent_calls, 1)
         self.max_queue_size = require_int_at_least("max_queue_size", max_queue_size, 0)
         self.max_wait = float(require_non_negative("max_wait", max_wait))
-        if not callable(getattr(clock, "now", None)):
-            raise TypeError(f"clock must have a now() method, got {clock!r}")
-        self.clock = clock
+        self.clock = require_clock("clock", clock)
         if listeners is not None and not isinstance(listeners, Listeners):
             raise TypeError(f"listeners must be a Listeners registry, got {listeners!r}")
         self.listeners: Listeners[BulkheadEvent] = (

@@ -46,7 +46,12 @@ from patterns._decorate import (
     reject_coroutine_function,
 )
 from patterns._timers import MAX_WAIT
-from patterns._validation import require_int_at_least, require_non_negative, require_rng
+from patterns._validation import (
+    require_clock,
+    require_int_at_least,
+    require_non_negative,
+    require_rng,
+)
 from patterns.clock import MONOTONIC, Clock
 from patterns.events import Listeners
 from patterns.resilience.backoff import Backoff, ExponentialBackoff
@@ -368,8 +373,7 @@ class RetryPolicy(CallDecorator):
             raise TypeError(f"fallback must be callable, got {fallback!r}")
         if not callable(sleep):
             raise TypeError(f"sleep must be callable, got {sleep!r}")
-        if not callable(getattr(clock, "now", None)):
-            raise TypeError(f"clock must have a now() method, got {clock!r}")
+        require_clock("clock", clock)
         self.stop: StopCondition = stop if stop is not None else StopAfterAttempts(3)
         self.backoff: Backoff = (
             backoff if backoff is not None

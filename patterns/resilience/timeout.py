@@ -55,6 +55,7 @@ from patterns._decorate import reject_awaitable_result, reject_coroutine_functio
 from patterns._timers import MAX_WAIT, TimerHandle, TimerThread, shared_timer_thread
 from patterns._validation import (
     require_at_least,
+    require_clock,
     require_finite,
     require_non_negative,
     require_positive,
@@ -237,10 +238,7 @@ class _EnvClock:
 
 
 def _check_clock(name: str, clock: object) -> Clock:
-    if isinstance(clock, type) or not callable(getattr(clock, "now", None)):
-        raise TypeError(f"{name} must be a Clock (an object with a now() method), "
-                        f"got {clock!r}")
-    return clock  # type: ignore[return-value]
+    return require_clock(name, clock)  # type: ignore[no-any-return]
 
 
 def _check_env(env: object) -> _SimEnvironment:

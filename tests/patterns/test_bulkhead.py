@@ -364,7 +364,7 @@ def test_metrics_and_repr() -> None:
     ({"max_wait": -0.5}, ValueError, "max_wait must be >= 0, got -0.5"),
     ({"max_wait": math.nan}, ValueError, "max_wait must be a number, got nan"),
     ({"max_wait": "1s"}, TypeError, "max_wait must be a number, got '1s'"),
-    ({"clock": object()}, TypeError, "clock must have a now() method"),
+    ({"clock": object()}, TypeError, "clock must be a Clock"),
     ({"listeners": [print]}, TypeError, "listeners must be a Listeners registry"),
 ])
 def test_bad_parameters_are_named(kwargs: dict[str, Any], error: type[Exception],

@@ -34,7 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
-from patterns._validation import require_finite_positive
+from patterns._validation import require_clock, require_finite_positive
 from patterns.clock import MONOTONIC, WALL_CLOCK, Clock, MonotonicClock, WallClock
 from patterns.storage.sqlite import SQLiteDatabase
 
@@ -201,9 +201,7 @@ def check_duration(name: str, value: float) -> float:
 
 
 def check_clock(clock: object) -> Clock:
-    if not isinstance(clock, Clock) or not callable(clock.now):
-        raise TypeError(f"clock must be a Clock (with a now() method), got {clock!r}")
-    return clock
+    return require_clock("clock", clock)  # type: ignore[no-any-return]
 
 
 def new_token() -> str:

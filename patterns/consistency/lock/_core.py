@@ -33,7 +33,12 @@ from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, replace
 from typing import Any, Final, Protocol, runtime_checkable
 
-from patterns._validation import require_finite, require_finite_positive, require_non_negative
+from patterns._validation import (
+    require_clock,
+    require_finite,
+    require_finite_positive,
+    require_non_negative,
+)
 from patterns.clock import MONOTONIC, WALL_CLOCK, Clock, MonotonicClock, WallClock
 from patterns.events import Listeners
 
@@ -234,9 +239,7 @@ def check_extend(lease: object, ttl: float | None) -> tuple[Lease, float]:
 
 
 def check_clock(clock: object) -> Clock:
-    if not isinstance(clock, Clock):
-        raise TypeError(f"clock must have a now() method, got {clock!r}")
-    return clock
+    return require_clock("clock", clock)  # type: ignore[no-any-return]
 
 
 def check_persistent_clock(clock: object) -> Clock:

@@ -27,7 +27,12 @@ from enum import Enum
 from typing import Any, Final, Protocol
 
 from patterns._timers import MAX_WAIT
-from patterns._validation import require_finite, require_int_at_least, require_non_negative
+from patterns._validation import (
+    require_clock,
+    require_finite,
+    require_int_at_least,
+    require_non_negative,
+)
 from patterns.clock import MONOTONIC, Clock
 from patterns.events import Listeners
 
@@ -221,11 +226,7 @@ def clock_reader(clock: Clock) -> Callable[[], float]:
     """The fastest callable that reads ``clock``: :func:`time.monotonic` for the default."""
     if clock is MONOTONIC:
         return time.monotonic
-    now = None if isinstance(clock, type) else getattr(clock, "now", None)
-    if not callable(now):
-        raise TypeError(f"clock must be a Clock (an object with a now() method), "
-                        f"got {clock!r}")
-    return now  # type: ignore[no-any-return]
+    return require_clock("clock", clock).now  # type: ignore[no-any-return]
 
 
 def check_env(env: object) -> None:
