@@ -461,6 +461,39 @@ def test_renewer_thread_keeps_the_lock_and_flags_loss() -> None:
     assert not renewer.held()
 
 
+class _HangingExtendStore(InMemoryLockStore):
+    """A store whose extend hangs, like a call to an unreachable server without a timeout."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered = threading.Event()
+        self.unblock = threading.Event()
+
+    def extend(self, lease: Lease, ttl: float | None = None) -> Lease:
+        self.entered.set()
+        self.unblock.wait(30.0)
+        return super().extend(lease, ttl)
+
+
+def test_stop_does_not_hang_on_a_renewal_that_hangs() -> None:
+    # stop() used to join the renewal thread without a limit (issue 11).
+    store = _HangingExtendStore()
+    lease = store.try_acquire("a", 0.6)
+    assert lease is not None
+    renewer = LeaseRenewer(store, lease, interval=0.05).start()
+    try:
+        assert store.entered.wait(5.0)
+        started = time.monotonic()
+        assert renewer.stop(timeout=0.1) is False  # still in the hung call
+        assert time.monotonic() - started < 5.0
+        started = time.monotonic()
+        assert renewer.stop() is False  # default: no longer than the lease's life
+        assert time.monotonic() - started < 5.0
+    finally:
+        store.unblock.set()
+    assert renewer.stop(timeout=5.0) is True  # the call returned; the thread ends
+
+
 def test_renewer_asyncio_and_simpy_drivers() -> None:
     store = InMemoryLockStore()
     lease = store.try_acquire("a", 0.15)

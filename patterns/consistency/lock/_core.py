@@ -647,12 +647,26 @@ class LeaseRenewer:
         """Whether :meth:`stop` has been called."""
         return self._stop.is_set()
 
-    def stop(self) -> None:
-        """Stop renewing (the lease is left to the holder to release)."""
+    def stop(self, timeout: float | None = None) -> bool:
+        """Stop renewing (the lease is left to the holder to release).
+
+        Waits for a renewal in flight to finish, at most ``timeout`` seconds (default:
+        until the lease would expire, after which it is gone anyway), so that a store
+        call that hangs (an unreachable server without a socket timeout) cannot hang the
+        holder too. Returns whether the renewal thread has ended; if not, it is a daemon
+        thread that ends when its call returns, and it renews nothing after that.
+        """
+        if timeout is None:
+            remaining = self._lease.expires_at - self.store.clock.now()
+            wait = min(max(remaining, 0.0), self.ttl)
+        else:
+            wait = min(require_non_negative("timeout", timeout), threading.TIMEOUT_MAX)
         self._stop.set()
         thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join()
+        if thread is None or thread is threading.current_thread():
+            return True
+        thread.join(wait)
+        return not thread.is_alive()
 
     def __enter__(self) -> LeaseRenewer:
         return self.start()
