@@ -1081,16 +1081,24 @@ class EventHandlerRegistry:
 
 
 class IdempotentConsumer:
-    """Wraps a handler so that each event id is handled once (thread-safe).
+    """Wraps a handler so that each event id is handled once (thread-safe; section 5.3).
 
-    The set of seen ids lives in memory; a durable consumer keeps it with its own state.
+    The ids seen live in memory, the most recent ``remember`` of them (default 100,000,
+    about 10 MB): a relay redelivers an event shortly after the first delivery (a lost
+    acknowledgement, a restart), not a million events later, and a consumer that
+    remembered every id for ever would grow without bound. ``remember=None`` keeps them
+    all. A durable consumer keeps its ids with its own state.
     """
 
-    def __init__(self, handler: Callable[[RecordedEvent], object]) -> None:
+    def __init__(self, handler: Callable[[RecordedEvent], object], *,
+                 remember: int | None = 100_000) -> None:
         if not callable(handler):
             raise TypeError(f"handler must be callable, got {handler!r}")
+        if remember is not None:
+            require_int_at_least("remember", remember, 1)
         self.handler = handler
-        self._seen: set[str] = set()
+        self.remember = remember
+        self._seen: dict[str, None] = {}  # insertion-ordered: the oldest id goes first
         self._in_progress: set[str] = set()
         self._lock = threading.Lock()
         self.duplicates = 0
@@ -1111,8 +1119,15 @@ class IdempotentConsumer:
             raise
         with self._lock:
             self._in_progress.discard(event_id)
-            self._seen.add(event_id)
+            self._seen[event_id] = None
+            if self.remember is not None and len(self._seen) > self.remember:
+                del self._seen[next(iter(self._seen))]
         return True
+
+    @property
+    def remembered(self) -> int:
+        """How many handled event ids are remembered now."""
+        return len(self._seen)
 
 
 # --------------------------------------------------------------------------- bank account

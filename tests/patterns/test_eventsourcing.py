@@ -647,3 +647,24 @@ def test_handler_registry_dispatches_by_type_and_runs_every_handler() -> None:
         registry.register("", print)
     with pytest.raises(TypeError, match="handler must be callable"):
         registry.register("T", 3)  # type: ignore[arg-type]
+
+
+# The consumer used to remember every event id for ever: a long-running consumer's
+# memory grew without bound (issue 11). It keeps the most recent ``remember`` ids.
+def test_idempotent_consumer_remembers_a_bounded_window_of_ids() -> None:
+    handled: list[str] = []
+    consumer = IdempotentConsumer(lambda r: handled.append(r.metadata.event_id), remember=3)
+
+    def record(event_id: str) -> RecordedEvent:
+        return RecordedEvent(1, "a", 1, "T", {}, EventMetadata(event_id, 0.0))
+
+    for event_id in ["a", "b", "c", "d", "e"]:
+        consumer(record(event_id))
+    assert consumer.remembered == 3
+    assert consumer(record("e")) is False  # recent: still remembered
+    assert consumer(record("c")) is False
+    assert consumer(record("a")) is True  # forgotten: outside the window
+    assert handled == ["a", "b", "c", "d", "e", "a"]
+    with pytest.raises(ValueError, match="remember must be >= 1, got 0"):
+        IdempotentConsumer(print, remember=0)
+    assert IdempotentConsumer(print, remember=None).remember is None
