@@ -74,6 +74,7 @@ __all__ = [
     "SagaOrchestrator",
     "SagaOutcome",
     "SagaOwnershipLostError",
+    "SagaRecoveryError",
     "SagaResult",
     "SagaStarted",
     "SagaStep",
@@ -184,6 +185,25 @@ class CompensationFailedError(RuntimeError):
         self.saga_id = saga_id
         self.step = step
         self.error = error
+
+
+class SagaRecoveryError(ExceptionGroup[Exception]):
+    """:meth:`SagaOrchestrator.recover_all` could not recover some sagas.
+
+    ``exceptions`` holds one error per saga that stays unfinished (each names its saga);
+    ``results`` the sagas that were recovered in the same pass.
+    """
+
+    results: list[SagaResult]
+
+    def __new__(cls, message: str, errors: Sequence[Exception],
+                results: Sequence[SagaResult] = ()) -> SagaRecoveryError:
+        self = super().__new__(cls, message, errors)
+        self.results = list(results)
+        return self
+
+    def derive(self, excs: Sequence[Exception]) -> SagaRecoveryError:  # type: ignore[override]
+        return SagaRecoveryError(self.message, excs, self.results)
 
 
 # --------------------------------------------------------------------------- the log
@@ -857,15 +877,26 @@ class SagaOrchestrator:
         """Recover every unfinished saga of this orchestrator's name, oldest first.
 
         Sagas still owned by a live worker (lease not expired) are skipped: they are
-        running, not interrupted. Run it again later for those.
+        running, not interrupted; so is a saga another recoverer took over meanwhile. Run
+        it again later for those. A saga whose recovery fails (a compensation that keeps
+        failing) does not stop the others: every other saga is recovered first, then
+        :class:`SagaRecoveryError` reports each failure (and carries the results).
         """
-        results = []
+        results: list[SagaResult] = []
+        errors: list[Exception] = []
         for saga_id in self.log.unfinished():
             if self.log.history(saga_id).name == self.name:
                 try:
                     results.append(self.recover(saga_id))
-                except SagaBusyError:
+                except (SagaBusyError, SagaOwnershipLostError):
                     continue
+                except Exception as error:
+                    error.add_note(f"while recovering saga {saga_id!r}")
+                    errors.append(error)
+        if errors:
+            raise SagaRecoveryError(
+                f"{len(errors)} saga(s) of {self.name!r} could not be recovered "
+                f"({len(results)} were)", errors, results)
         return results
 
     def __repr__(self) -> str:

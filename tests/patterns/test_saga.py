@@ -33,6 +33,7 @@ from patterns.consistency.saga import (
     SagaOrchestrator,
     SagaOutcome,
     SagaOwnershipLostError,
+    SagaRecoveryError,
     SagaResult,
     SagaStep,
     SQLiteSagaLog,
@@ -199,6 +200,54 @@ def test_compensation_that_keeps_failing_leaves_saga_for_recovery(log: SagaLog) 
     results = orch.recover_all()
     assert [r.outcome for r in results] == [SagaOutcome.COMPENSATED]
     assert p.effects == [("do", "a"), ("undo", "a")]
+
+
+def test_one_saga_that_cannot_be_recovered_does_not_stop_the_others(log: SagaLog) -> None:
+    # recover_all() used to stop at the first saga whose compensation kept failing,
+    # leaving every saga after it unrecovered (issue 11).
+    poison, healthy = Participant(), Participant()
+    poison.fail_actions.add("b")
+    poison.compensation_failures = 10**6
+    healthy.fail_actions.add("b")
+    healthy.compensation_failures = 10
+    stuck = SagaOrchestrator("order", [poison.step(n) for n in "ab"], log,
+                             compensation_retry=fast_retry(), lease=0.0001)
+    other = SagaOrchestrator("order", [healthy.step(n) for n in "ab"], log,
+                             compensation_retry=fast_retry(), lease=0.0001)
+    with pytest.raises(CompensationFailedError):
+        stuck.run("s1")
+    with pytest.raises(CompensationFailedError):
+        other.run("s2")
+    assert log.unfinished() == ["s1", "s2"]
+    healthy.compensation_failures = 0
+    mixed = SagaOrchestrator("order", [_Either(poison, healthy).step(n) for n in "ab"], log,
+                             compensation_retry=fast_retry())
+    with pytest.raises(SagaRecoveryError) as caught:
+        mixed.recover_all()
+    assert [r.saga_id for r in caught.value.results] == ["s2"]
+    (error,) = caught.value.exceptions
+    assert isinstance(error, CompensationFailedError)
+    assert error.saga_id == "s1"
+    assert log.unfinished() == ["s1"]
+
+
+class _Either:
+    """Steps that act on ``first`` for saga s1 and on ``second`` for the others."""
+
+    def __init__(self, first: Participant, second: Participant) -> None:
+        self.first, self.second = first, second
+
+    def step(self, name: str) -> SagaStep:
+        steps = {"s1": self.first.step(name)}
+        default = self.second.step(name)
+
+        def action(ctx: StepContext) -> None:
+            steps.get(ctx.saga_id, default).action(ctx)
+
+        def compensation(ctx: StepContext) -> None:
+            steps.get(ctx.saga_id, default).compensation(ctx)
+
+        return SagaStep(name, action, compensation)
 
 
 @settings(max_examples=60, deadline=None)
