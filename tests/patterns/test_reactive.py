@@ -781,3 +781,54 @@ def test_concurrent_producers_are_serialized_before_the_fast_path() -> None:
         thread.join(10)
     assert state["overlaps"] == 0
     assert len(r2.values) == 400
+
+
+def test_dispose_from_another_thread_through_an_operator_chain() -> None:
+    """Producers on three threads push into a Subject; the subscriber sits behind
+    ``map`` and ``filter`` (the fast path). After ``dispose()`` returns from another
+    thread, no call of the subscriber is running and none starts."""
+    for _ in range(10):
+        subject: Subject[int] = Subject()
+        state = {"after": 0, "running": 0, "disposed": False, "count": 0, "overlaps": 0}
+        lock = threading.Lock()
+
+        def on_next(value: int, state: dict[str, Any] = state,
+                    lock: threading.Lock = lock) -> None:
+            with lock:
+                state["running"] += 1
+                if state["running"] > 1:
+                    state["overlaps"] += 1
+                if state["disposed"]:
+                    state["after"] += 1
+                state["count"] += 1
+            time.sleep(0)
+            with lock:
+                state["running"] -= 1
+
+        subscription = subject.map(lambda x: x + 1).filter(lambda x: x > 0).subscribe(on_next)
+        stop = threading.Event()
+
+        def produce(subject: Subject[int] = subject, stop: threading.Event = stop) -> None:
+            n = 0
+            while not stop.is_set():
+                subject.on_next(n)
+                n += 1
+
+        producers = [threading.Thread(target=produce) for _ in range(3)]
+        for thread in producers:
+            thread.start()
+        deadline = time.monotonic() + 5
+        while state["count"] < 50 and time.monotonic() < deadline:
+            time.sleep(0.0005)
+        subscription.dispose()
+        with lock:
+            state["disposed"] = True
+            running = state["running"]
+        time.sleep(0.002)
+        stop.set()
+        for thread in producers:
+            thread.join(5)
+        assert running == 0
+        assert state["after"] == 0
+        assert state["overlaps"] == 0
+        assert subject.observer_count == 0
