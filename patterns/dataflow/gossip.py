@@ -286,6 +286,7 @@ class Feedback:
 
 
 Message: TypeAlias = "StatePush[Any] | StateRequest | StateReply[Any] | Rumours[Any] | Feedback"
+"""Any gossip message (the payload type is the CRDT's)."""
 _MESSAGES: tuple[type, ...] = (StatePush, StateRequest, StateReply, Rumours, Feedback)
 
 
@@ -295,7 +296,6 @@ def _unhashable(value: object) -> bool:
     except TypeError:
         return True
     return False
-"""Any gossip message (the payload type is the CRDT's)."""
 
 
 class Send(NamedTuple):
