@@ -38,7 +38,7 @@ from collections.abc import Hashable, Iterable, Iterator, Mapping
 from enum import Enum
 from typing import Any, Generic, Protocol, Self, TypeVar, runtime_checkable
 
-from patterns._validation import require_int_at_least
+from patterns._validation import require_clock, require_int_at_least
 from patterns.clock import WALL_CLOCK, Clock, WallClock
 
 __all__ = [
@@ -752,8 +752,7 @@ class LWWRegister(Generic[V]):
 
     def __init__(self, replica: str, *, clock: Clock = WALL_CLOCK) -> None:
         self._replica = _require_replica("replica", replica)
-        if not callable(getattr(clock, "now", None)):
-            raise TypeError(f"clock must have a now() method, got {clock!r}")
+        require_clock("clock", clock)
         self._clock = clock
         self._stamp: tuple[float, int, str] | None = None
         self._value: V | None = None

@@ -49,13 +49,14 @@ import threading
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, Generic, NamedTuple, Protocol, Self, TypeAlias, TypeVar
+from typing import Any, Generic, NamedTuple, Protocol, Self, TypeAlias, TypeVar, cast
 
 from patterns._validation import (
     require_finite_non_negative,
     require_finite_positive,
     require_int_at_least,
     require_positive,
+    require_rng,
     require_unit_interval,
 )
 from patterns.events import Listeners
@@ -120,15 +121,9 @@ class PeerSampler(Protocol):
         ...
 
 
-def _require_rng(name: str, rng: object) -> random.Random:
-    if not isinstance(rng, random.Random):
-        raise TypeError(f"{name} must be a random.Random, got {rng!r} ({type(rng).__name__})")
-    return rng
-
-
 def _rng_or_new(rng: random.Random | None) -> random.Random:
     """``rng``, or a fresh one if it is None (and only then: a falsy rng is an error)."""
-    return random.Random() if rng is None else _require_rng("rng", rng)
+    return random.Random() if rng is None else cast(random.Random, require_rng("rng", rng))
 
 
 class PeerList:
@@ -148,7 +143,7 @@ class PeerList:
     def sample(self, count: int, rng: random.Random) -> Sequence[NodeId]:
         """Up to ``count`` (an int >= 0) distinct peers, uniformly at random."""
         require_int_at_least("count", count, 0)
-        _require_rng("rng", rng)
+        require_rng("rng", rng)
         peers = self._peers
         if count == 1 and peers:
             return (peers[int(rng.random() * len(peers))],)

@@ -56,6 +56,7 @@ from typing import Any, Final, Generic, Literal, Protocol, TypeVar, cast, overlo
 
 from patterns._decorate import is_async_callable
 from patterns._validation import (
+    require_clock,
     require_finite,
     require_finite_non_negative,
     require_int_at_least,
@@ -795,8 +796,7 @@ class Batcher(Generic[T]):
                  listeners: Listeners[BatchEmitted] | None = None) -> None:
         self.size = require_int_at_least("size", size, 1)
         self.max_wait = require_non_negative("max_wait", max_wait)
-        if not callable(getattr(clock, "now", None)):
-            raise TypeError(f"clock must have a now() method, got {clock!r}")
+        require_clock("clock", clock)
         self.clock = clock
         self.listeners: Listeners[BatchEmitted] = _check_listeners(listeners)
         self._lock = threading.Lock()
@@ -1100,8 +1100,7 @@ class StageTimer:
 
     def __init__(self, *, clock: Clock = MONOTONIC,
                  listeners: Listeners[StageTimed] | None = None) -> None:
-        if not callable(getattr(clock, "now", None)):
-            raise TypeError(f"clock must have a now() method, got {clock!r}")
+        require_clock("clock", clock)
         self.clock = clock
         self.listeners: Listeners[StageTimed] = _check_listeners(listeners)
         self._lock = threading.Lock()

@@ -76,7 +76,8 @@ NOT_A_STR = st.sampled_from([None, 1, 1.5, True, b"k", ["k"]])
 #: Values that are not random.Random instances (falsy ones included: ``rng or Random()``
 #: used to replace them silently).
 NOT_AN_RNG = st.sampled_from([0, "", [], None.__class__, 1, "seed", random, object()])
-NOT_A_CLOCK = st.sampled_from([1, "clock", None.__class__, object(), 2.5])
+#: Not clocks (the class ManualClock included: its now is callable, calling it fails later).
+NOT_A_CLOCK = st.sampled_from([1, "clock", None.__class__, object(), 2.5, ManualClock])
 UNHASHABLE = st.sampled_from([[1], {"a": 1}, {1}])
 
 

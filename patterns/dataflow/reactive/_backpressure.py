@@ -39,7 +39,12 @@ from enum import StrEnum
 from typing import Any, Generic, Protocol, TypeVar
 
 from patterns._decorate import is_async_callable
-from patterns._validation import require_finite, require_int_at_least, require_non_negative
+from patterns._validation import (
+    require_clock,
+    require_finite,
+    require_int_at_least,
+    require_non_negative,
+)
 from patterns.clock import MONOTONIC, Clock
 from patterns.events import Listeners
 
@@ -208,8 +213,7 @@ class BackpressureBuffer(Generic[T]):
             raise ValueError(f"capacity is required for the {self.strategy.value!r} "
                              f"strategy, got None")
         self.capacity = require_int_at_least("capacity", capacity, 1)
-        if not callable(getattr(clock, "now", None)):
-            raise TypeError(f"clock must have a now() method, got {clock!r}")
+        require_clock("clock", clock)
         self.clock = clock
         if listeners is not None and not isinstance(listeners, Listeners):
             raise TypeError(f"listeners must be a Listeners registry, got {listeners!r}")

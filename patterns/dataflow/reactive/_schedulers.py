@@ -25,7 +25,12 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from patterns._decorate import is_async_callable
-from patterns._validation import require_finite, require_finite_non_negative, require_non_negative
+from patterns._validation import (
+    require_clock,
+    require_finite,
+    require_finite_non_negative,
+    require_non_negative,
+)
 from patterns.clock import MONOTONIC, Clock, ManualClock
 
 if TYPE_CHECKING:
@@ -174,8 +179,7 @@ class ThreadScheduler:
     __slots__ = ("_condition", "_heap", "_order", "_stopped", "_thread", "clock", "name")
 
     def __init__(self, *, clock: Clock = MONOTONIC, name: str = "reactive-scheduler") -> None:
-        if not callable(getattr(clock, "now", None)):
-            raise TypeError(f"clock must have a now() method, got {clock!r}")
+        require_clock("clock", clock)
         if not isinstance(name, str) or not name:
             raise (ValueError if isinstance(name, str) else TypeError)(
                 f"name must be a non-empty str, got {name!r}")
