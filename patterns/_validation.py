@@ -20,6 +20,7 @@ __all__ = [
     "require_non_negative",
     "require_positive",
     "require_rng",
+    "require_single_wait",
     "require_unit_interval",
 ]
 
@@ -105,4 +106,16 @@ def require_rng(name: str, value: Any) -> Any:
     if not isinstance(value, random.Random):
         raise TypeError(f"{name} must be a random.Random, got {value!r} "
                         f"({type(value).__name__})")
+    return value
+
+
+def require_single_wait(name: str, value: float) -> float:
+    """``value`` is one wait in seconds (a poll interval): finite, > 0, and no longer
+    than one ``threading`` wait can be (:data:`threading.TIMEOUT_MAX`)."""
+    import threading
+
+    require_finite_positive(name, value)
+    if value > threading.TIMEOUT_MAX:
+        raise ValueError(f"{name} must be at most {threading.TIMEOUT_MAX} s (the longest "
+                         f"single wait threading allows), got {value!r}")
     return value

@@ -27,6 +27,15 @@ MIN_BUCKET_WIDTH = 1e-9
 """The narrowest bucket (seconds): finer than any clock measures a call."""
 
 
+def _bucket_width(window: float, buckets: int) -> float:
+    width = window / buckets
+    if not width >= MIN_BUCKET_WIDTH:
+        raise ValueError(
+            f"window / buckets (the width of a bucket) must be at least "
+            f"{MIN_BUCKET_WIDTH:g} s, got window={window!r} and buckets={buckets!r}")
+    return width
+
+
 class BucketedCounts:
     """``fields`` counters over a time window that slides in ``buckets`` steps.
 
@@ -43,12 +52,7 @@ class BucketedCounts:
         self.fields = require_int_at_least("fields", fields, 1)
         self.window = require_positive("window", require_finite("window", window))
         self.buckets = require_int_at_least("buckets", buckets, 1)
-        width = window / buckets
-        if not width >= MIN_BUCKET_WIDTH:
-            raise ValueError(
-                f"window / buckets (the width of a bucket) must be at least "
-                f"{MIN_BUCKET_WIDTH:g} s, got window={window!r} and buckets={buckets!r}")
-        self._width = width
+        self._width = _bucket_width(window, buckets)
         self.totals = [0] * fields
         # (bucket index, counters) of the buckets in the window that were counted in
         self._live: deque[tuple[int, list[int]]] = deque()
@@ -180,12 +184,7 @@ class TimeWindow:
     def __init__(self, window: float, buckets: int, now: float) -> None:
         self.window = require_positive("window", require_finite("window", window))
         self.buckets = require_int_at_least("buckets", buckets, 1)
-        width = window / buckets
-        if not width >= MIN_BUCKET_WIDTH:
-            raise ValueError(
-                f"window / buckets (the width of a bucket) must be at least "
-                f"{MIN_BUCKET_WIDTH:g} s, got window={window!r} and buckets={buckets!r}")
-        self._width = width
+        self._width = _bucket_width(window, buckets)
         self._seq = itertools.count()
         self.newest = 0
         # [bucket index, first call number, failures, slow]; never empty: the newest

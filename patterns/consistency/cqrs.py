@@ -47,6 +47,7 @@ from patterns._validation import (
     require_finite_positive,
     require_int_at_least,
     require_non_negative,
+    require_single_wait,
 )
 from patterns.clock import MONOTONIC, Clock
 from patterns.consistency.eventsourcing import (
@@ -138,12 +139,7 @@ def _require_timeout(value: float) -> float:
 
 
 def _require_interval(name: str, value: float) -> float:
-    """A poll interval (one wait): finite, > 0, no longer than threading can wait."""
-    require_finite_positive(name, value)
-    if value > threading.TIMEOUT_MAX:
-        raise ValueError(f"{name} must be at most {threading.TIMEOUT_MAX} s (the longest "
-                         f"single wait threading allows), got {value!r}")
-    return value
+    return require_single_wait(name, value)
 
 
 def _require_clock(value: object) -> Clock:

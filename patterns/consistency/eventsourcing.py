@@ -53,9 +53,9 @@ from typing import Any, Generic, TypeVar
 from patterns._validation import (
     require_clock,
     require_finite,
-    require_finite_positive,
     require_int_at_least,
     require_non_negative,
+    require_single_wait,
 )
 from patterns.clock import MONOTONIC, WALL_CLOCK, Clock
 from patterns.events import Listeners
@@ -159,12 +159,7 @@ def _require_timeout(value: float) -> float:
 
 
 def _require_interval(name: str, value: float) -> float:
-    """A poll interval or a single wait: finite, > 0, and one wait threading can do."""
-    require_finite_positive(name, value)
-    if value > threading.TIMEOUT_MAX:
-        raise ValueError(f"{name} must be at most {threading.TIMEOUT_MAX} s (the longest "
-                         f"single wait threading allows), got {value!r}")
-    return value
+    return require_single_wait(name, value)
 
 
 def _require_clock(name: str, value: object) -> Clock:
