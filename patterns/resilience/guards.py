@@ -76,11 +76,9 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Awaitable, Callable
-from types import CoroutineType, FunctionType
 from typing import Any, Final, ParamSpec, TypeVar
 
 from patterns._decorate import (
-    PLAIN_RESULTS,
     CallDecorator,
     is_awaitable_result,
     not_awaitable_error,
@@ -107,7 +105,6 @@ REJECTIONS: Final[frozenset[str]] = frozenset({"rate_limited", "circuit_open", "
 
 _MARK: Final = "_patterns_guard_rejection"  # set on a refusal raised by a guard's layer
 _LOCAL: Final = ("rate_limited", "bulkhead_full", "misuse")  # never a dependency failure
-_CO_ASYNC: Final = 0x180  # inspect.CO_COROUTINE | inspect.CO_ITERABLE_COROUTINE
 
 
 class _Attempts:
@@ -223,8 +220,7 @@ class Guard(CallDecorator):
         A coroutine function (or a result that is an awaitable) raises
         :class:`TypeError`: use :meth:`acall`.
         """
-        if type(fn) is not FunctionType or fn.__code__.co_flags & _CO_ASYNC or fn.__dict__:
-            reject_coroutine_function(fn, "Guard.call")
+        reject_coroutine_function(fn, "Guard.call")
         result: R = self._steps[0](0, _Attempts(fn, args, kwargs))
         return result
 
@@ -323,7 +319,7 @@ class Guard(CallDecorator):
 
     def _fn_step(self, depth: int, attempts: _Attempts) -> Any:
         result = attempts.fn(*attempts.args, **attempts.kwargs)
-        if type(result) not in PLAIN_RESULTS and is_awaitable_result(result):
+        if is_awaitable_result(result):
             try:
                 reject_awaitable_result(result, "Guard.call", attempts.fn)
             except TypeError as error:  # a misuse: neither counted nor retried
@@ -400,7 +396,7 @@ class Guard(CallDecorator):
 
     async def _fn_astep(self, depth: int, attempts: _Attempts) -> Any:
         awaitable = attempts.fn(*attempts.args, **attempts.kwargs)
-        if type(awaitable) is not CoroutineType and not is_awaitable_result(awaitable):
+        if not is_awaitable_result(awaitable):
             raise self._refusal(not_awaitable_error("Guard.acall", attempts.fn, awaitable),
                                 "misuse")
         return await awaitable

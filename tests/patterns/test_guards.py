@@ -196,6 +196,26 @@ def test_a_rate_limited_attempt_is_retried_only_after_its_retry_after() -> None:
     assert log.count("limiter:Rejected") == 1
 
 
+def test_with_a_limiter_timeout_an_attempt_waits_for_its_permit_on_the_retry_clock() -> None:
+    # The waiting limiter path (limiter_timeout=...): no refusal, the wait is the retry's
+    # sleep (a manual clock here), and a wait longer than the timeout is a refusal.
+    clock = ManualClock()
+    log: list[str] = []
+    limiter = TokenBucket(rate=0.5, capacity=1, clock=clock)  # one permit every 2 s
+    guard = build(log, clock, limiter=limiter, limiter_timeout=5.0)
+    guard.call(lambda: None)
+    assert guard.call(lambda: "waited") == "waited"
+    assert clock.now() == pytest.approx(2.0)
+    impatient = build([], clock, limiter=limiter, limiter_timeout=0.5, retry_rejections=())
+    with pytest.raises(RateLimitExceededError):
+        impatient.call(lambda: "never")
+
+
+def test_a_cost_beyond_what_the_limiter_can_ever_grant_is_refused_up_front() -> None:
+    with pytest.raises(ValueError, match="cost must be <= 5"):
+        build([], limiter=TokenBucket(rate=1.0, capacity=5, clock=ManualClock()), cost=6)
+
+
 def test_a_failure_is_retried_and_counted_by_the_breaker_each_attempt() -> None:
     log: list[str] = []
     guard = build(log)
