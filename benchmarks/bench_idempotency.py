@@ -26,15 +26,14 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
 import sys
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from _common import per_call_us
 
 from patterns.consistency.idempotency import (
     IdempotencyHandler,
@@ -44,26 +43,6 @@ from patterns.consistency.idempotency import (
 )
 from patterns.storage.sqlite import SQLiteDatabase
 from simulations.kit.servers import redis_server
-
-
-def per_call_us(fn: Callable[[], object], repeats: int, target_s: float) -> float:
-    """Median over ``repeats`` of the mean time of one call, in microseconds."""
-    n = 1
-    while True:  # calibrate: one repeat lasts about target_s
-        started = time.perf_counter()
-        for _ in range(n):
-            fn()
-        if time.perf_counter() - started >= target_s / 4 or n >= 1 << 20:
-            break
-        n *= 2
-    n = max(1, int(n * target_s / max(time.perf_counter() - started, 1e-9)))
-    samples = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        for _ in range(n):
-            fn()
-        samples.append((time.perf_counter() - started) / n * 1e6)
-    return statistics.median(samples)
 
 
 def completed(store: IdempotencyStore, key: str) -> None:
