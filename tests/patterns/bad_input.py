@@ -17,21 +17,37 @@ Use::
 from __future__ import annotations
 
 import math
+import random
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
+
+from patterns.clock import MONOTONIC, ManualClock
 
 __all__ = [
     "HUGE",
+    "INF",
+    "NAN",
     "NEGATIVE",
     "NON_FINITE",
     "NOT_AN_INT",
+    "NOT_AN_RNG",
+    "NOT_A_CLOCK",
     "NOT_A_NUMBER",
+    "NOT_A_STR",
     "NOT_CALLABLE",
+    "SWEEP",
+    "ZERO",
     "assert_rejected",
 ]
+
+#: The settings of every sweep: a few examples each (the strategies are small sets), no
+#: deadline (a first call may import a backend), and fixtures such as ``tmp_path`` allowed.
+SWEEP = settings(max_examples=15, deadline=None,
+                 suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 NAN = float("nan")
 INF = float("inf")
@@ -53,6 +69,21 @@ NOT_AN_INT: st.SearchStrategy[Any] = st.sampled_from(
     [1.5, 2.0, "2", None, True, [2], NAN, INF])
 #: Values that are not callables (for functions, clocks' now, listeners).
 NOT_CALLABLE: st.SearchStrategy[Any] = st.sampled_from([1, "f", None, [len], 2.5])
+#: Zero, int and float (for values that must be > 0).
+ZERO: st.SearchStrategy[float] = st.sampled_from([0, 0.0])
+#: Values that are not strings (names, keys, ids).
+NOT_A_STR: st.SearchStrategy[Any] = st.sampled_from(
+    [None, 1, 1.5, True, b"s", ["s"], {"s": 1}])
+#: Values that are not clocks: no ``now()``, a ``now`` that is not callable, a bare
+#: ``now`` function, and the class ``ManualClock`` itself (its ``now`` is callable, but
+#: calling it fails later, far from the mistake).
+NOT_A_CLOCK: st.SearchStrategy[Any] = st.sampled_from(
+    [None, 1, 2.5, True, "clock", b"clock", [1.0], object(), len, MONOTONIC.now,
+     ManualClock])
+#: Values that are not ``random.Random`` instances (falsy ones too: ``rng or Random()``
+#: would replace them silently), the ``random`` module included.
+NOT_AN_RNG: st.SearchStrategy[Any] = st.sampled_from(
+    [0, 1, "", "seed", [], [0.5], None.__class__, random, object()])
 
 
 def _short_repr(value: Any) -> str | None:

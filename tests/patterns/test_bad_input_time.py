@@ -22,14 +22,18 @@ import pytest
 import simpy
 from bad_input import (
     HUGE,
+    INF,
+    NAN,
     NEGATIVE,
     NON_FINITE,
+    NOT_A_CLOCK,
     NOT_A_NUMBER,
     NOT_AN_INT,
     NOT_CALLABLE,
+    SWEEP,
     assert_rejected,
 )
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from patterns._timers import TimerThread
@@ -63,10 +67,6 @@ from patterns.resilience.timeout import (
     with_timeout,
 )
 
-NAN, INF = math.nan, math.inf
-
-#: A clock that is not one: no now(), a non-callable now, the class instead of an instance.
-NOT_A_CLOCK = st.sampled_from([object(), "now", 3, None, ManualClock, [1.0]])
 #: What is not a simpy environment.
 NOT_AN_ENV = st.sampled_from([object(), "env", 3, simpy.Environment])
 #: Numbers that are never a valid count (n, capacity, burst, limit, cost): wrong types,
@@ -77,8 +77,6 @@ BAD_COUNT = NOT_AN_INT | st.sampled_from([0, -1, -(10**400), 2**53 + 1, 10**400]
 BAD_DURATION = (st.sampled_from([NAN, -INF]) | NEGATIVE
                 | NOT_A_NUMBER.filter(lambda value: value is not None))
 BAD_REQUIRED_DURATION = BAD_DURATION | st.just(None)
-
-fast = settings(max_examples=25, deadline=None)
 
 
 class _Script:
@@ -117,13 +115,13 @@ LIMITERS: dict[str, Callable[[ManualClock], RateLimiter]] = {
 # =========================================================================== the clock
 
 
-@fast
+@SWEEP
 @given(value=NON_FINITE | NOT_A_NUMBER)
 def test_manual_clock_start(value: Any) -> None:
     assert_rejected(lambda: ManualClock(value), "start", value)
 
 
-@fast
+@SWEEP
 @given(value=NON_FINITE | NEGATIVE | NOT_A_NUMBER)
 def test_manual_clock_advance_and_sleep(value: Any) -> None:
     clock = ManualClock(5.0)
@@ -133,7 +131,7 @@ def test_manual_clock_advance_and_sleep(value: Any) -> None:
     assert clock.slept == []
 
 
-@fast
+@SWEEP
 @given(value=NON_FINITE | NOT_A_NUMBER | st.floats(max_value=4.999, allow_nan=False))
 def test_manual_clock_set(value: Any) -> None:
     clock = ManualClock(5.0)
@@ -141,7 +139,7 @@ def test_manual_clock_set(value: Any) -> None:
     assert clock.now() == 5.0
 
 
-@fast
+@SWEEP
 @given(value=HUGE)
 def test_manual_clock_takes_huge_steps_while_they_stay_finite(value: float) -> None:
     clock = ManualClock()
@@ -154,7 +152,7 @@ def test_manual_clock_takes_huge_steps_while_they_stay_finite(value: float) -> N
 # =========================================================================== the timer thread
 
 
-@fast
+@SWEEP
 @given(value=BAD_REQUIRED_DURATION | st.just(INF))
 def test_timer_thread_schedule_delay(value: Any) -> None:
     timers = TimerThread()
@@ -162,7 +160,7 @@ def test_timer_thread_schedule_delay(value: Any) -> None:
     assert timers.pending == 0
 
 
-@fast
+@SWEEP
 @given(value=NOT_CALLABLE)
 def test_timer_thread_schedule_callback(value: Any) -> None:
     timers = TimerThread()
@@ -170,7 +168,7 @@ def test_timer_thread_schedule_callback(value: Any) -> None:
     assert timers.pending == 0
 
 
-@fast
+@SWEEP
 @given(value=st.sampled_from([3, None, b"x", ["t"]]))
 def test_timer_thread_name(value: Any) -> None:
     assert_rejected(lambda: TimerThread(value), "name", value)
@@ -190,25 +188,27 @@ def test_timer_thread_takes_huge_delays() -> None:
 # =========================================================================== tokens
 
 
-@fast
+def _assert_token_rejects(parameter: str, value: Any) -> None:
+    """A token and a child both refuse ``parameter=value``; the parent links nothing."""
+    assert_rejected(lambda: CancellationToken(**{parameter: value}), parameter, value)
+    parent = CancellationToken()
+    assert_rejected(lambda: parent.child(**{parameter: value}), parameter, value)
+    assert parent.linked_children == 0
+
+
+@SWEEP
 @given(value=BAD_DURATION)
 def test_token_timeout(value: Any) -> None:
-    assert_rejected(lambda: CancellationToken(timeout=value), "timeout", value)
-    parent = CancellationToken()
-    assert_rejected(lambda: parent.child(timeout=value), "timeout", value)
-    assert parent.linked_children == 0
+    _assert_token_rejects("timeout", value)
 
 
-@fast
+@SWEEP
 @given(value=NON_FINITE | NOT_A_NUMBER.filter(lambda value: value is not None))
 def test_token_deadline(value: Any) -> None:
-    assert_rejected(lambda: CancellationToken(deadline=value), "deadline", value)
-    parent = CancellationToken()
-    assert_rejected(lambda: parent.child(deadline=value), "deadline", value)
-    assert parent.linked_children == 0
+    _assert_token_rejects("deadline", value)
 
 
-@fast
+@SWEEP
 @given(value=NOT_A_CLOCK)
 def test_token_clock(value: Any) -> None:
     assert_rejected(lambda: CancellationToken(clock=value), "clock")
@@ -218,16 +218,13 @@ def test_token_clock(value: Any) -> None:
     assert parent.linked_children == 0
 
 
-@fast
+@SWEEP
 @given(value=st.sampled_from([3, None, b"x", ["n"]]))
 def test_token_name(value: Any) -> None:
-    assert_rejected(lambda: CancellationToken(name=value), "name", value)
-    parent = CancellationToken()
-    assert_rejected(lambda: parent.child(name=value), "name", value)
-    assert parent.linked_children == 0
+    _assert_token_rejects("name", value)
 
 
-@fast
+@SWEEP
 @given(value=HUGE)
 def test_token_huge_timeouts_and_deadlines_work(value: float) -> None:
     clock = ManualClock()
@@ -240,7 +237,7 @@ def test_token_huge_timeouts_and_deadlines_work(value: float) -> None:
         timer.cancel()
 
 
-@fast
+@SWEEP
 @given(value=st.sampled_from([NAN]) | NOT_A_NUMBER)
 def test_token_now_arguments(value: Any) -> None:
     token = CancellationToken(timeout=5.0)
@@ -250,13 +247,13 @@ def test_token_now_arguments(value: Any) -> None:
     assert not token.is_cancelled
 
 
-@fast
+@SWEEP
 @given(value=NOT_CALLABLE)
 def test_token_on_cancel(value: Any) -> None:
     assert_rejected(lambda: CancellationToken().on_cancel(value), "callback", value)
 
 
-@fast
+@SWEEP
 @given(value=BAD_DURATION)
 def test_token_wait(value: Any) -> None:
     token = CancellationToken()
@@ -269,7 +266,7 @@ def test_token_wait(value: Any) -> None:
     assert not token.is_cancelled
 
 
-@fast
+@SWEEP
 @given(value=NOT_AN_ENV)
 def test_token_simpy_event(value: Any) -> None:
     assert_rejected(lambda: CancellationToken().simpy_event(value), "env")
@@ -288,7 +285,7 @@ def test_token_waits_take_huge_timeouts() -> None:
     assert asyncio.run(main())
 
 
-@fast
+@SWEEP
 @given(value=st.sampled_from(["t", 3, object(), None]))
 def test_deadline_drivers_token(value: Any) -> None:
     assert_rejected(lambda: DeadlineTimer(value), "token")
@@ -301,25 +298,25 @@ def test_deadline_drivers_token(value: Any) -> None:
     assert_rejected(lambda: asyncio.run(arm()), "token")
 
 
-@fast
+@SWEEP
 @given(value=st.sampled_from(["timers", 3, object()]))
 def test_deadline_timer_timers(value: Any) -> None:
     assert_rejected(lambda: DeadlineTimer(CancellationToken(), timers=value), "timers")
 
 
-@fast
+@SWEEP
 @given(value=st.sampled_from(["loop", 3, object()]))
 def test_arm_deadline_async_loop(value: Any) -> None:
     assert_rejected(lambda: arm_deadline_async(CancellationToken(timeout=1.0), value), "loop")
 
 
-@fast
+@SWEEP
 @given(value=NOT_AN_ENV)
 def test_arm_deadline_simpy_env(value: Any) -> None:
     assert_rejected(lambda: arm_deadline_simpy(value, CancellationToken(timeout=1.0)), "env")
 
 
-@fast
+@SWEEP
 @given(deadline=NON_FINITE | NOT_A_NUMBER, timeout=st.sampled_from([0, -1.0, NAN, "1"]))
 def test_exceptions(deadline: Any, timeout: Any) -> None:
     assert_rejected(lambda: DeadlineExceededError(deadline), "deadline", deadline)
@@ -332,27 +329,27 @@ def test_exceptions(deadline: Any, timeout: Any) -> None:
 # =========================================================================== TimeoutPolicy
 
 
-@fast
+@SWEEP
 @given(value=BAD_REQUIRED_DURATION | st.just(0) | st.just(0.0))
 def test_policy_timeout(value: Any) -> None:
     assert_rejected(lambda: TimeoutPolicy(value), "timeout", value)
     assert_rejected(lambda: with_timeout(lambda t: 1, value), "timeout", value)
 
 
-@fast
+@SWEEP
 @given(value=NOT_A_CLOCK)
 def test_policy_clock(value: Any) -> None:
     assert_rejected(lambda: TimeoutPolicy(1.0, clock=value), "clock")
     assert_rejected(lambda: with_timeout(lambda t: 1, 1.0, clock=value), "clock")
 
 
-@fast
+@SWEEP
 @given(value=st.sampled_from([[], "listeners", 3, object()]))
 def test_policy_listeners(value: Any) -> None:
     assert_rejected(lambda: TimeoutPolicy(1.0, listeners=value), "listeners")
 
 
-@fast
+@SWEEP
 @given(value=NOT_CALLABLE)
 def test_policy_fn(value: Any) -> None:
     policy = TimeoutPolicy(1.0)
@@ -366,7 +363,7 @@ def test_policy_fn(value: Any) -> None:
     assert_rejected(lambda: asyncio.run(acall()), "fn")
 
 
-@fast
+@SWEEP
 @given(value=st.sampled_from(["p", 3, object(), CancellationToken]))
 def test_policy_parent(value: Any) -> None:
     policy = TimeoutPolicy(1.0)
@@ -381,19 +378,19 @@ def test_policy_parent(value: Any) -> None:
     assert_rejected(lambda: asyncio.run(acall()), "parent")
 
 
-@fast
+@SWEEP
 @given(value=st.sampled_from(["pool", 3, object()]))
 def test_policy_executor(value: Any) -> None:
     assert_rejected(lambda: TimeoutPolicy(1.0).call(lambda t: 1, executor=value), "executor")
 
 
-@fast
+@SWEEP
 @given(value=NOT_AN_ENV)
 def test_policy_simpy_env(value: Any) -> None:
     assert_rejected(lambda: TimeoutPolicy(1.0).simpy_call(value, lambda t: iter(())), "env")
 
 
-@fast
+@SWEEP
 @given(value=HUGE | st.just(INF))
 def test_policy_huge_timeouts_work(value: float) -> None:
     assert TimeoutPolicy(value).call(lambda token: token.is_cancelled) is False
@@ -407,7 +404,7 @@ RATE_LIMITERS = [TokenBucket, LeakyBucket, GCRALimiter, LeakyBucketQueue]
 WINDOW_LIMITERS = [FixedWindowLimiter, SlidingLogLimiter, SlidingWindowCounterLimiter]
 
 
-@fast
+@SWEEP
 @given(value=NON_FINITE | NEGATIVE | NOT_A_NUMBER | st.sampled_from([0, 0.0, 5e-324, 1e-300]))
 def test_limiter_rate(value: Any) -> None:
     # 5e-324 and 1e-300 per second: capacity / rate is not a finite number of seconds.
@@ -416,7 +413,7 @@ def test_limiter_rate(value: Any) -> None:
     assert_rejected(lambda: RedisGCRALimiter(_FakeRedis(), "k", value, 10**6), "rate")
 
 
-@fast
+@SWEEP
 @given(value=BAD_COUNT)
 def test_limiter_counts(value: Any) -> None:
     for kind, name in zip(RATE_LIMITERS, ["capacity", "capacity", "burst", "capacity"],
@@ -427,7 +424,7 @@ def test_limiter_counts(value: Any) -> None:
     assert_rejected(lambda: RedisGCRALimiter(_FakeRedis(), "k", 1.0, value), "burst")
 
 
-@fast
+@SWEEP
 @given(value=NON_FINITE | NEGATIVE | NOT_A_NUMBER
        | st.sampled_from([0, 0.0, 1e-300, 5e-324, 1e301, 1.7e308]))
 def test_limiter_window(value: Any) -> None:
@@ -435,7 +432,7 @@ def test_limiter_window(value: Any) -> None:
         assert_rejected(lambda kind=kind: kind(2, value), "window", value)
 
 
-@fast
+@SWEEP
 @given(value=st.sampled_from([1e10, 1e15, 1e300]))
 def test_limiter_huge_windows_work(value: float) -> None:
     clock = ManualClock()
@@ -447,7 +444,7 @@ def test_limiter_huge_windows_work(value: float) -> None:
         assert not limiter.acquire(timeout=1.0, sleep=clock.sleep)  # gives up, no overflow
 
 
-@fast
+@SWEEP
 @given(value=NOT_A_CLOCK)
 def test_limiter_clock(value: Any) -> None:
     for build in (lambda: TokenBucket(1.0, 1, clock=value),
@@ -458,7 +455,7 @@ def test_limiter_clock(value: Any) -> None:
         assert_rejected(build, "clock")
 
 
-@fast
+@SWEEP
 @given(value=st.sampled_from([[], "listeners", 3, object()]))
 def test_limiter_listeners(value: Any) -> None:
     assert_rejected(lambda: GCRALimiter(1.0, 1, listeners=value), "listeners")
@@ -467,7 +464,7 @@ def test_limiter_listeners(value: Any) -> None:
 
 
 @pytest.mark.parametrize("kind", list(LIMITERS))
-@fast
+@SWEEP
 @given(value=BAD_COUNT)
 def test_limiter_n(kind: str, value: Any) -> None:
     limiter = LIMITERS[kind](ManualClock())
@@ -480,7 +477,7 @@ def test_limiter_n(kind: str, value: Any) -> None:
 
 
 @pytest.mark.parametrize("kind", list(LIMITERS))
-@fast
+@SWEEP
 @given(value=BAD_DURATION)
 def test_limiter_driver_timeout(kind: str, value: Any) -> None:
     limiter = LIMITERS[kind](ManualClock())
@@ -492,7 +489,7 @@ def test_limiter_driver_timeout(kind: str, value: Any) -> None:
 
 
 @pytest.mark.parametrize("kind", list(LIMITERS))
-@fast
+@SWEEP
 @given(value=NOT_CALLABLE)
 def test_limiter_acquire_sleep(kind: str, value: Any) -> None:
     if value is None:  # None is the default sleep
@@ -503,7 +500,7 @@ def test_limiter_acquire_sleep(kind: str, value: Any) -> None:
 
 
 @pytest.mark.parametrize("kind", list(LIMITERS))
-@fast
+@SWEEP
 @given(value=NOT_AN_ENV)
 def test_limiter_simpy_env(kind: str, value: Any) -> None:
     limiter = LIMITERS[kind](ManualClock())
@@ -511,7 +508,7 @@ def test_limiter_simpy_env(kind: str, value: Any) -> None:
 
 
 @pytest.mark.parametrize("kind", list(LIMITERS))
-@fast
+@SWEEP
 @given(value=HUGE | st.just(INF))
 def test_limiter_huge_driver_timeouts_work(kind: str, value: float) -> None:
     clock = ManualClock()
@@ -519,7 +516,7 @@ def test_limiter_huge_driver_timeouts_work(kind: str, value: float) -> None:
     assert limiter.acquire(timeout=value, sleep=clock.sleep)
 
 
-@fast
+@SWEEP
 @given(value=BAD_REQUIRED_DURATION)
 def test_leaky_bucket_queue_reserve(value: Any) -> None:
     queue = LeakyBucketQueue(1.0, 2, clock=ManualClock())
@@ -529,7 +526,7 @@ def test_leaky_bucket_queue_reserve(value: Any) -> None:
     assert queue.reserve(max_wait=1e300) == 0.0  # huge: fine
 
 
-@fast
+@SWEEP
 @given(value=st.sampled_from(["l", 3, object(), TokenBucket]))
 def test_tiered_limiters(value: Any) -> None:
     limiter = TokenBucket(1.0, 1)
@@ -537,7 +534,7 @@ def test_tiered_limiters(value: Any) -> None:
     assert_rejected(lambda: TieredRateLimiter(limiter, value), "shared")
 
 
-@fast
+@SWEEP
 @given(retry_after=BAD_REQUIRED_DURATION, n=BAD_COUNT)
 def test_exceeded_error(retry_after: Any, n: Any) -> None:
     assert_rejected(lambda: RateLimitExceededError(retry_after), "retry_after", retry_after)
@@ -549,26 +546,26 @@ def test_exceeded_error(retry_after: Any, n: Any) -> None:
 # ----------------------------------------------------------------- Redis
 
 
-@fast
+@SWEEP
 @given(value=st.sampled_from([object(), "redis", 3, None]))
 def test_redis_client(value: Any) -> None:
     assert_rejected(lambda: RedisGCRALimiter(value, "k", 1.0, 1), "client")
 
 
-@fast
+@SWEEP
 @given(value=st.sampled_from(["", b"k", 3, None, ["k"]]))
 def test_redis_key(value: Any) -> None:
     assert_rejected(lambda: RedisGCRALimiter(_FakeRedis(), value, 1.0, 1), "key")
 
 
-@fast
+@SWEEP
 @given(value=st.sampled_from(["open", "", None, 1, True, ["admit"]]))
 def test_redis_when_unavailable(value: Any) -> None:
     assert_rejected(lambda: RedisGCRALimiter(_FakeRedis(), "k", 1.0, 1,
                                              when_unavailable=value), "when_unavailable")
 
 
-@fast
+@SWEEP
 @given(value=NON_FINITE | NEGATIVE | NOT_A_NUMBER)
 def test_redis_unavailable_cooldown(value: Any) -> None:
     client = _FakeRedis()
@@ -577,13 +574,13 @@ def test_redis_unavailable_cooldown(value: Any) -> None:
                     "unavailable_cooldown", value)
 
 
-@fast
+@SWEEP
 @given(value=st.sampled_from([1e13, 1e300, 1e-6]))
 def test_redis_rates_beyond_exact_arithmetic(value: float) -> None:
     assert_rejected(lambda: RedisGCRALimiter(_FakeRedis(), "k", value, 10**6), "rate")
 
 
-@fast
+@SWEEP
 @given(value=st.sampled_from([3, None, b"redis://x"]))
 def test_redis_from_url(value: Any) -> None:
     assert_rejected(lambda: RedisGCRALimiter.from_url(value, "k", 1.0, 1), "url")
@@ -601,20 +598,20 @@ def test_redis_bad_n_never_reaches_the_server() -> None:
 # ----------------------------------------------------------------- the middleware
 
 
-@fast
+@SWEEP
 @given(value=st.sampled_from(["limiter", 3, None, object(), TokenBucket]))
 def test_middleware_limiter(value: Any) -> None:
     assert_rejected(lambda: RateLimitMiddleware(lambda: 1, value), "limiter")
     assert_rejected(lambda: rate_limited(value), "limiter")
 
 
-@fast
+@SWEEP
 @given(value=NOT_CALLABLE)
 def test_middleware_inner(value: Any) -> None:
     assert_rejected(lambda: RateLimitMiddleware(value, TokenBucket(1.0, 1)), "inner")
 
 
-@fast
+@SWEEP
 @given(value=BAD_COUNT | st.just(5))
 def test_middleware_cost(value: Any) -> None:
     limiter = TokenBucket(1.0, 4)
@@ -622,7 +619,7 @@ def test_middleware_cost(value: Any) -> None:
     assert_rejected(lambda: rate_limited(limiter, cost=value), "cost")
 
 
-@fast
+@SWEEP
 @given(value=BAD_DURATION)
 def test_middleware_timeout(value: Any) -> None:
     limiter = TokenBucket(1.0, 4)
@@ -631,7 +628,7 @@ def test_middleware_timeout(value: Any) -> None:
     assert_rejected(lambda: rate_limited(limiter, timeout=value), "timeout", value)
 
 
-@fast
+@SWEEP
 @given(wait=st.sampled_from([1, "yes", None]), sleep=NOT_CALLABLE)
 def test_middleware_wait_and_sleep(wait: Any, sleep: Any) -> None:
     limiter = TokenBucket(1.0, 4)
