@@ -13,14 +13,18 @@ from typing import Any
 import pytest
 from bad_input import (
     HUGE,
+    NAN,
     NEGATIVE,
     NON_FINITE,
+    NOT_A_CLOCK,
     NOT_A_NUMBER,
     NOT_AN_INT,
+    NOT_AN_RNG,
     NOT_CALLABLE,
     assert_rejected,
 )
-from hypothesis import given, settings
+from bad_input import SWEEP as FAST
+from hypothesis import given
 from hypothesis import strategies as st
 
 from patterns.clock import ManualClock
@@ -35,10 +39,6 @@ from patterns.resilience.retry import (
     StopAfterElapsed,
 )
 
-FAST = settings(max_examples=25, deadline=None)
-NAN = float("nan")
-NOT_A_CLOCK = st.sampled_from([None, 1, "clock", object(), [1], ManualClock])  # a class, too
-NOT_AN_RNG = st.sampled_from([1, "seed", object(), [0.5]])
 NOT_POSITIVE_INT = st.sampled_from([0, -1, -100])
 
 
