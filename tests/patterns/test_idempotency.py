@@ -9,6 +9,7 @@ import dataclasses
 import datetime as dt
 import decimal
 import enum
+import inspect
 import json
 import os
 import subprocess
@@ -793,3 +794,40 @@ def test_a_lone_surrogate_in_a_request_is_a_clear_error() -> None:
         canonical_encoding({"name": "caf\udce9"})
     with pytest.raises(ValueError, match="key must be encodable as UTF-8"):
         InMemoryIdempotencyStore().reserve("caf\udce9", "fp", lease=1.0)
+
+
+class _AsyncCharge:
+    """A callable object whose ``__call__`` is ``async``: an async callable that
+    ``inspect.iscoroutinefunction`` does not recognise."""
+
+    def __init__(self) -> None:
+        self.runs: list[object] = []
+
+    async def __call__(self, amount: object) -> dict[str, object]:
+        self.runs.append(amount)
+        return {"charged": amount}
+
+
+def test_idempotent_keeps_an_async_callable_object_async_and_runs_it_once() -> None:
+    handler, _, _ = make_handler()
+    charge = _AsyncCharge()
+    wrapped = idempotent(handler)(charge)
+    assert inspect.iscoroutinefunction(wrapped)  # it took the asyncio driver
+
+    async def main() -> list[Any]:
+        return [await wrapped(5, idempotency_key="k") for _ in range(2)]
+
+    assert asyncio.run(main()) == [{"charged": 5}] * 2
+    assert charge.runs == [5]
+
+
+def test_handle_refuses_an_async_callable_object_before_reserving_the_key() -> None:
+    handler, _, events = make_handler()
+    charge = _AsyncCharge()
+    with pytest.raises(TypeError, match=r"coroutine function.*ahandle"):
+        handler.handle("r", charge, key="k")  # type: ignore[arg-type]
+    env = simpy.Environment()
+    with pytest.raises(TypeError, match=r"coroutine function.*ahandle"):  # at the call
+        handler.simpy_handle(env, "r", charge, key="k")  # type: ignore[arg-type]
+    assert events == []  # refused at the boundary: no reservation was made
+    assert charge.runs == []

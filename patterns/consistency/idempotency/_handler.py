@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, NoReturn, Protocol, TypeVar
 
+from patterns._decorate import is_async_callable, reject_coroutine_function
 from patterns._validation import require_positive
 from patterns.clock import MONOTONIC, Clock
 from patterns.consistency.idempotency._keys import ContentKeyGenerator, fingerprint
@@ -406,9 +407,9 @@ class IdempotencyHandler:
     def _check_effect(effect: object, driver: str) -> None:
         if not callable(effect):
             raise TypeError(f"effect must be callable, got {effect!r}")
-        if driver != "ahandle" and inspect.iscoroutinefunction(effect):
-            raise TypeError(f"effect is a coroutine function ({effect!r}): {driver}() "
-                            "cannot run it; use ahandle()")
+        if driver != "ahandle":  # any async callable, not only an ``async def``
+            reject_coroutine_function(effect, f"IdempotencyHandler.{driver}",
+                                      "Use ahandle() (or @idempotent, which keeps it async).")
 
     # ------------------------------------------------------------- drivers
 
@@ -482,10 +483,16 @@ class IdempotencyHandler:
         ``effect(request)`` is a SimPy process body (a generator); a plain function's
         return value is taken as the response (it ran in zero simulated time). Pass
         the store a clock that reads ``env.now`` (``simulations.kit.clock.SimClock``).
+        Arguments are checked at the call, before the generator runs.
         """
         if not callable(getattr(env, "timeout", None)) or not hasattr(env, "now"):
             raise TypeError(f"env must be a SimPy environment, got {env!r}")
         self._check_effect(effect, "simpy_handle")
+        return self._simpy_handle(env, request, effect, key)
+
+    def _simpy_handle(self, env: _SimEnvironment, request: T,
+                      effect: Callable[[T], Generator[Any, Any, Any]],
+                      key: str | None) -> Generator[Any, Any, Any]:
         start = env.now
         while True:
             step = self.begin(request, key)
@@ -533,7 +540,7 @@ def idempotent(
         if not callable(fn):
             raise TypeError(f"fn must be callable, got {fn!r}")
         name = getattr(fn, "__qualname__", repr(fn))
-        if inspect.iscoroutinefunction(fn):
+        if is_async_callable(fn):
             @functools.wraps(fn)
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
                 key = kwargs.pop(key_param, None)
