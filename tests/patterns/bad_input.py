@@ -76,9 +76,10 @@ NOT_A_STR: st.SearchStrategy[Any] = st.sampled_from(
     [None, 1, 1.5, True, b"s", ["s"], {"s": 1}])
 #: Values that are not clocks: no ``now()``, a ``now`` that is not callable, a bare
 #: ``now`` function, and the class ``ManualClock`` itself (its ``now`` is callable, but
-#: calling it fails later, far from the mistake).
+#: calling it fails later, far from the mistake). ``None`` is not among them (it is the
+#: default of many ``clock`` parameters): add ``st.none()`` where it is refused.
 NOT_A_CLOCK: st.SearchStrategy[Any] = st.sampled_from(
-    [None, 1, 2.5, True, "clock", b"clock", [1.0], object(), len, MONOTONIC.now,
+    [1, 2.5, True, "clock", b"clock", [1.0], object(), len, MONOTONIC.now,
      ManualClock])
 #: Values that are not ``random.Random`` instances (falsy ones too: ``rng or Random()``
 #: would replace them silently), the ``random`` module included.

@@ -16,13 +16,13 @@ from bad_input import (
     NAN,
     NEGATIVE,
     NON_FINITE,
-    NOT_A_CLOCK,
     NOT_A_NUMBER,
     NOT_AN_INT,
     NOT_AN_RNG,
     NOT_CALLABLE,
     assert_rejected,
 )
+from bad_input import NOT_A_CLOCK as _NOT_A_CLOCK
 from bad_input import SWEEP as FAST
 from hypothesis import given
 from hypothesis import strategies as st
@@ -38,6 +38,8 @@ from patterns.resilience.retry import (
     StopAfterAttempts,
     StopAfterElapsed,
 )
+
+NOT_A_CLOCK = _NOT_A_CLOCK | st.none()  # no clock parameter here defaults to None
 
 NOT_POSITIVE_INT = st.sampled_from([0, -1, -100])
 
