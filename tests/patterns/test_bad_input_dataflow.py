@@ -22,12 +22,17 @@ from bad_input import (
     HUGE,
     NEGATIVE,
     NON_FINITE,
+    NOT_A_CLOCK,
     NOT_A_NUMBER,
+    NOT_A_STR,
     NOT_AN_INT,
+    NOT_AN_RNG,
     NOT_CALLABLE,
+    SWEEP,
+    ZERO,
     assert_rejected,
 )
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from patterns.clock import ManualClock
@@ -69,15 +74,6 @@ from patterns.dataflow.reactive import (
     merge,
 )
 
-SWEEP = settings(max_examples=15, deadline=None,
-                 suppress_health_check=[HealthCheck.function_scoped_fixture])
-ZERO = st.just(0) | st.just(0.0)
-NOT_A_STR = st.sampled_from([None, 1, 1.5, True, b"k", ["k"]])
-#: Values that are not random.Random instances (falsy ones included: ``rng or Random()``
-#: used to replace them silently).
-NOT_AN_RNG = st.sampled_from([0, "", [], None.__class__, 1, "seed", random, object()])
-#: Not clocks (the class ManualClock included: its now is callable, calling it fails later).
-NOT_A_CLOCK = st.sampled_from([1, "clock", None.__class__, object(), 2.5, ManualClock])
 UNHASHABLE = st.sampled_from([[1], {"a": 1}, {1}])
 
 
