@@ -20,9 +20,10 @@ from bad_input import (
     NOT_A_NUMBER,
     NOT_AN_INT,
     NOT_CALLABLE,
+    SWEEP,
     assert_rejected,
 )
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from patterns.clock import MONOTONIC, ManualClock
@@ -56,9 +57,6 @@ from patterns.consistency.twophase import (
     TwoPhaseCoordinator,
 )
 from patterns.storage.sqlite import SQLiteDatabase
-
-SWEEP = settings(max_examples=15, deadline=None,
-                 suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 #: Durations that must be finite and > 0 (and no longer than a year).
 BAD_DURATION = NON_FINITE | HUGE | NEGATIVE | NOT_A_NUMBER | st.just(0)
