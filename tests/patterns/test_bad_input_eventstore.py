@@ -23,11 +23,14 @@ from bad_input import (
     NEGATIVE,
     NON_FINITE,
     NOT_A_NUMBER,
+    NOT_A_STR,
     NOT_AN_INT,
     NOT_CALLABLE,
+    SWEEP,
+    ZERO,
     assert_rejected,
 )
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from patterns.clock import ManualClock
@@ -62,9 +65,6 @@ from patterns.consistency.eventsourcing import (
 )
 from patterns.storage.sqlite import SQLiteDatabase
 
-SWEEP = settings(max_examples=15, deadline=None,
-                 suppress_health_check=[HealthCheck.function_scoped_fixture])
-ZERO = st.just(0) | st.just(0.0)
 #: Poll intervals and idle waits: finite, > 0, and one wait threading can do.
 BAD_INTERVAL = NOT_A_NUMBER | NON_FINITE | NEGATIVE | ZERO | HUGE
 #: Timeouts: a number >= 0 (inf and huge values mean "for ever", see below).
@@ -73,7 +73,6 @@ BAD_TIMEOUT = NOT_A_NUMBER | NEGATIVE | st.just(math.nan)
 NEGATIVE_INT = st.integers(max_value=-1)
 #: Not ints, where None is a valid value (limits, expected versions).
 NOT_AN_INT_NOR_NONE = NOT_AN_INT.filter(lambda v: v is not None)
-NOT_A_STR = st.sampled_from([None, 1, 1.5, True, b"s", ["s"], {"s": 1}])
 #: Strings SQLite cannot store (lone surrogates), and the empty string.
 BAD_STR = NOT_A_STR | st.sampled_from(["", "caf\udce9", "\ud83d"])
 NOT_A_MAPPING = st.sampled_from([None, 1, "x", ["a"], (("a", 1),)])
