@@ -21,10 +21,13 @@ from bad_input import (
     NEGATIVE,
     NON_FINITE,
     NOT_A_NUMBER,
+    NOT_A_STR,
     NOT_CALLABLE,
+    SWEEP,
+    ZERO,
     assert_rejected,
 )
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from patterns.clock import MONOTONIC, ManualClock
@@ -42,13 +45,9 @@ from patterns.consistency.idempotency import (
 )
 from patterns.storage.sqlite import MAX_BUSY_TIMEOUT, SQLiteDatabase
 
-SWEEP = settings(max_examples=15, deadline=None,
-                 suppress_health_check=[HealthCheck.function_scoped_fixture])
-ZERO = st.just(0) | st.just(0.0)
 #: Durations (leases, TTLs, poll intervals) must be finite, > 0 and bounded.
 BAD_DURATION = NOT_A_NUMBER | NON_FINITE | NEGATIVE | ZERO | HUGE
 #: Values that are not strings (keys, tokens, responses, texts).
-NOT_A_STR = st.sampled_from([None, 1, 1.5, True, b"k", ["k"], {"k": 1}])
 #: Strings no store can keep: lone surrogates (SQLite and Redis refuse them).
 UNENCODABLE = st.sampled_from(["caf\udce9", "\ud83d", "a\udfffb"])
 BAD_KEY = NOT_A_STR | UNENCODABLE | st.sampled_from(["", "   ", "k" * 513])
