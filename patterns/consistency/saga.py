@@ -47,9 +47,13 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Final
 
-from patterns._validation import require_clock, require_finite_positive
 from patterns.clock import MONOTONIC, WALL_CLOCK, Clock
-from patterns.consistency.lock._core import check_persistent_clock
+from patterns.consistency.lock._core import (
+    MAX_TTL,
+    check_clock,
+    check_persistent_clock,
+    check_ttl,
+)
 from patterns.events import Listeners
 from patterns.resilience.backoff import ExponentialBackoff
 from patterns.resilience.retry import RetryPolicy, StopAfterAttempts
@@ -95,15 +99,12 @@ def _require_id(name: str, value: object) -> str:
     return value
 
 
-MAX_LEASE: Final = 365 * 86_400.0
-"""The longest saga lease accepted, in seconds (one year)."""
+MAX_LEASE: Final = MAX_TTL
+"""The longest saga lease accepted, in seconds (one year, as a lock's lease)."""
 
 
-def _check_lease(lease: float, name: str = "lease") -> float:
-    require_finite_positive(name, lease)
-    if lease > MAX_LEASE:
-        raise ValueError(f"{name} must be at most {MAX_LEASE!r} s, got {lease!r}")
-    return float(lease)
+def _check_lease(lease: float) -> float:
+    return check_ttl(lease, "lease")
 
 
 def _check_owner(owner: str | None, lease: float | None, *,
@@ -119,10 +120,6 @@ def _check_owner(owner: str | None, lease: float | None, *,
             raise ValueError(f"lease is required with an owner, got lease=None for {owner!r}")
         return None
     return _check_lease(lease)
-
-
-def _check_clock(clock: object) -> Clock:
-    return require_clock("clock", clock)  # type: ignore[no-any-return]
 
 
 class SagaExistsError(ValueError):
@@ -351,7 +348,7 @@ class InMemorySagaLog(SagaLog):
     """
 
     def __init__(self, *, clock: Clock = MONOTONIC) -> None:
-        self.clock = _check_clock(clock)
+        self.clock = check_clock(clock)
         self._lock = threading.Lock()
         self._sagas: dict[str, _Entry] = {}
 
@@ -735,7 +732,7 @@ class SagaOrchestrator:
         self.log = log
         self.compensation_retry = compensation_retry or _default_compensation_retry()
         self.action_retry = action_retry
-        self.clock = _check_clock(clock)
+        self.clock = check_clock(clock)
         self.lease = _check_lease(lease)
         self.listeners: Listeners[SagaEvent] = Listeners()
 

@@ -39,13 +39,16 @@ from pathlib import Path
 from typing import Final, Protocol
 
 from patterns._validation import (
-    require_clock,
     require_finite_non_negative,
-    require_finite_positive,
     require_positive,
 )
 from patterns.clock import MONOTONIC, WALL_CLOCK, Clock
-from patterns.consistency.lock._core import check_persistent_clock
+from patterns.consistency.lock._core import (
+    MAX_TTL,
+    check_clock,
+    check_persistent_clock,
+    check_ttl,
+)
 from patterns.events import Listeners
 from patterns.resilience.backoff import ExponentialBackoff
 from patterns.resilience.retry import RetryPolicy, StopAfterAttempts
@@ -80,16 +83,12 @@ def _require_id(name: str, value: object) -> str:
 
 _WAIT_CHUNK: Final = 3600.0  # seconds per Condition.wait: far below threading.TIMEOUT_MAX
 
-MAX_PREPARE_TIMEOUT: Final = 365 * 86_400.0
-"""The longest ``prepare_timeout`` accepted, in seconds (one year)."""
+MAX_PREPARE_TIMEOUT: Final = MAX_TTL
+"""The longest ``prepare_timeout`` accepted, in seconds (one year, as a lock's lease)."""
 
 DEFAULT_RECOVERY_GRACE: Final = 5.0
 """Seconds beyond ``prepare_timeout`` that recovery leaves an undecided transaction to
 its coordinator (see :meth:`TwoPhaseCoordinator.recover`)."""
-
-
-def _check_clock(clock: object) -> Clock:
-    return require_clock("clock", clock)  # type: ignore[no-any-return]
 
 
 def _check_participants(participants: object) -> tuple[str, ...]:
@@ -197,7 +196,7 @@ class InMemoryDecisionLog(DecisionLog):
     """A decision log in a dict: for simulations and fast tests."""
 
     def __init__(self, *, clock: Clock = WALL_CLOCK) -> None:
-        self.clock = _check_clock(clock)
+        self.clock = check_clock(clock)
         self._lock = threading.Lock()
         self._tx: dict[str, _Tx] = {}
 
@@ -424,16 +423,13 @@ class TwoPhaseCoordinator:
         if decision_retry is not None and not isinstance(decision_retry, RetryPolicy):
             raise TypeError(f"decision_retry must be a RetryPolicy or None, "
                             f"got {decision_retry!r}")
-        require_finite_positive("prepare_timeout", prepare_timeout)
-        if prepare_timeout > MAX_PREPARE_TIMEOUT:
-            raise ValueError(f"prepare_timeout must be at most {MAX_PREPARE_TIMEOUT!r} s, "
-                             f"got {prepare_timeout!r}")
+        check_ttl(prepare_timeout, "prepare_timeout")
         self.participants = dict(participants)
         self.log = log
         self.prepare_timeout = prepare_timeout
         self.decision_retry = decision_retry or RetryPolicy(
             stop=StopAfterAttempts(5), backoff=ExponentialBackoff(0.05, cap=1.0))
-        self.clock = _check_clock(clock)
+        self.clock = check_clock(clock)
         self.listeners: Listeners[TwoPhaseEvent] = Listeners()
 
     def _emit(self, event: TwoPhaseEvent) -> None:
@@ -541,7 +537,7 @@ class LockingParticipant:
         if not isinstance(vote, bool):
             raise TypeError(f"vote must be a bool, got {vote!r} ({type(vote).__name__})")
         self.vote = vote
-        self.clock = _check_clock(clock)
+        self.clock = check_clock(clock)
         self.data: dict[str, object] = {}
         self._staged: dict[str, dict[str, object]] = {}
         self._locks: dict[str, str] = {}  # key -> txid
