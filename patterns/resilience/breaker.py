@@ -33,7 +33,7 @@ import threading
 from collections.abc import Awaitable, Callable, Generator, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
-from types import CoroutineType, FunctionType
+from types import CoroutineType
 from typing import Any, ParamSpec, TypeVar
 
 from patterns._decorate import (
@@ -230,7 +230,6 @@ ExceptionFilter = type[BaseException] | tuple[type[BaseException], ...] | Callab
 ]
 
 _CLOSED = CircuitState.CLOSED
-_CO_ASYNC = 0x180  # inspect.CO_COROUTINE | inspect.CO_ITERABLE_COROUTINE
 
 
 def _exception_filter(name: str, value: ExceptionFilter) -> Callable[[BaseException], bool]:
@@ -592,6 +591,9 @@ class CircuitBreaker(CallDecorator):
                 try:
                     result = fn(*args, **kwargs)
                 except BaseException as error:
+                    # Not callable, or async and called wrongly: a misuse, not an
+                    # outage (a TypeError that counts nothing). A plain failure passes.
+                    reject_coroutine_function(fn, "CircuitBreaker.call")
                     self._error_outcome(epoch, False, 0.0, error)
                     raise
                 if type(result) not in PLAIN_RESULTS and is_awaitable_result(result):
@@ -607,6 +609,7 @@ class CircuitBreaker(CallDecorator):
             try:
                 result = fn(*args, **kwargs)
             except BaseException as error:
+                reject_coroutine_function(fn, "CircuitBreaker.call")  # see above
                 self._error_outcome(epoch, False, started, error)
                 raise
             if type(result) not in PLAIN_RESULTS and is_awaitable_result(result):
@@ -614,8 +617,7 @@ class CircuitBreaker(CallDecorator):
             self._outcome(epoch, False, started, self.record_result is not None
                           and bool(self.record_result(result)), None)
             return result
-        if type(fn) is not FunctionType or fn.__code__.co_flags & _CO_ASYNC or fn.__dict__:
-            reject_coroutine_function(fn, "CircuitBreaker.call")
+        reject_coroutine_function(fn, "CircuitBreaker.call")
         permit = self.try_acquire()
         if permit is None:
             raise self.reject_error()
@@ -639,6 +641,8 @@ class CircuitBreaker(CallDecorator):
         raises :class:`TypeError` (use :meth:`call`) and counts as neither a success
         nor a failure.
         """
+        if not callable(fn):
+            raise TypeError(f"CircuitBreaker.acall: fn must be callable, got {fn!r}")
         if self._state is _CLOSED:
             epoch = self._epoch
             observed = self.listeners.snapshot

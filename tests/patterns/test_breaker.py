@@ -614,19 +614,39 @@ def test_buckets_too_narrow_for_the_clock_are_refused() -> None:
 
 def test_call_refuses_a_coroutine_function_and_counts_nothing() -> None:
     # breaker.call(async_fn) used to return an un-awaited coroutine and count a success.
-    breaker = make(minimum_calls=1, window_size=1)
+    clock = ManualClock()
+    breaker = make(clock, half_open_calls=1)
 
     async def fetch() -> str:
         raise BoomError
 
-    with pytest.raises(TypeError, match=r"CircuitBreaker.call.*coroutine function.*acall"):
-        breaker.call(fetch)  # type: ignore[arg-type]
-    for state in ("half_open", "closed"):
-        if state == "half_open":
-            breaker.force_open()
-        with pytest.raises((TypeError, CircuitOpenError)):
-            breaker.call(functools.partial(fetch))  # type: ignore[arg-type]
-    breaker.reset()
+    for fn in (fetch, functools.partial(fetch)):  # closed: the fast path
+        with pytest.raises(TypeError, match=r"CircuitBreaker.call.*coroutine function.*acall"):
+            breaker.call(fn)  # type: ignore[arg-type]
+    assert breaker.metrics().calls == 0
+    feed(breaker, "ffff")
+    assert breaker.state is CircuitState.OPEN
+    with pytest.raises(TypeError, match=r"CircuitBreaker.call.*coroutine function"):
+        breaker.call(functools.partial(fetch))  # type: ignore[arg-type]
+    clock.advance(5.0)
+    assert breaker.state is CircuitState.HALF_OPEN
+    with pytest.raises(TypeError, match=r"CircuitBreaker.call.*coroutine function"):
+        breaker.call(functools.partial(fetch))  # type: ignore[arg-type]
+    assert breaker.call(ok) == "ok"  # the one trial slot was not taken by the refusal
+    assert breaker.state is CircuitState.CLOSED
+
+
+@pytest.mark.parametrize("window", [{}, {"window_type": "time"}, {"slow_call_duration": 1.0}])
+def test_a_non_callable_is_a_misuse_not_an_outage(window: dict[str, object]) -> None:
+    # In the closed state, call(None) and acall(42) raised "object is not callable"
+    # from inside the call: counted as failures of the dependency, they opened the breaker.
+    breaker = make(minimum_calls=2, **window)
+    for _ in range(3):
+        with pytest.raises(TypeError, match=r"CircuitBreaker.call: fn must be callable"):
+            breaker.call(None)  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match=r"CircuitBreaker.acall: fn must be callable"):
+            asyncio.run(breaker.acall(42))  # type: ignore[arg-type]
+    assert breaker.state is CircuitState.CLOSED
     assert breaker.metrics().calls == 0
 
 
