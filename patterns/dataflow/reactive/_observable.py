@@ -221,16 +221,50 @@ def _as_disposable(teardown: object) -> Disposable | None:
                     f"got {teardown!r}")
 
 
-class Sink(Generic[T]):
-    """The safe observer: what an :class:`Observable`'s subscribe function emits into.
+class _Stage:
+    """What every safe observer and every relay stage has: the stop flag and the
+    handle of the subscription upstream."""
 
-    Calls ``on_next`` / ``on_error`` / ``on_complete`` of the wrapped observer under the
-    observer contract (see the module's docstring). Thread-safe: any thread may signal.
-    Producers should stop once :attr:`closed` is true.
+    __slots__ = ("_lock", "_stopped", "_upstream")
+
+    _lock: threading.Lock
+    _stopped: bool  # accepts no more signals (terminal accepted, or disposed)
+    _upstream: Disposable | None
+
+    @property
+    def closed(self) -> bool:
+        """True once the stage accepts no more signals: a producer should stop."""
+        return self._stopped
+
+    def _set_upstream(self, upstream: Disposable | None) -> None:
+        """Attach what to dispose upstream; disposed at once if the stage already is."""
+        if upstream is None:
+            return
+        with self._lock:
+            if self._upstream is None:
+                self._upstream = upstream
+                return
+        upstream.dispose()  # the stage was disposed or terminated meanwhile
+
+    def _take_upstream(self) -> Disposable | None:
+        """Detach the upstream handle, for the caller to dispose (outside the lock)."""
+        with self._lock:
+            upstream, self._upstream = self._upstream, _DISPOSED
+        return upstream
+
+
+class _SafeObserver(_Stage, Generic[T]):
+    """What :class:`Sink` and :class:`_SerialSink` share: the wrapped observer, and a
+    :meth:`dispose` that waits for a call in progress on another thread.
+
+    ``_emitter`` is the id of the thread delivering now (0: none); a deliverer that
+    clears it wakes the disposers counted in ``_waiters``. :meth:`dispose` sets the
+    stop flags, *then* counts itself a waiter, *then* reads ``_emitter``: so a deliverer
+    that clears ``_emitter`` without the lock (:class:`_SerialSink`) either is seen idle
+    or sees the waiter and wakes it.
     """
 
-    __slots__ = ("_disposed", "_emitter", "_idle", "_lock", "_next", "_observer", "_queue",
-                 "_stopped", "_upstream", "_waiters")
+    __slots__ = ("_disposed", "_emitter", "_idle", "_next", "_observer", "_waiters")
 
     def __init__(self, observer: Observer[T]) -> None:
         self._observer = observer
@@ -240,31 +274,64 @@ class Sink(Generic[T]):
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         self._waiters = 0  # threads waiting in dispose() for a call to return
-        self._queue: deque[tuple[int, Any]] = deque()
-        self._emitter: int | None = None  # the thread delivering now
-        self._stopped = False  # accepts no more signals (terminal accepted, or disposed)
+        self._emitter = 0  # the id of the thread delivering now, 0 if none
+        self._stopped = False
         self._disposed = False  # delivers nothing more
-        self._upstream: Disposable | None = None
-
-    @property
-    def closed(self) -> bool:
-        """True once the sink accepts no more signals: a producer should stop."""
-        return self._stopped
+        self._upstream = None
 
     @property
     def disposed(self) -> bool:
         """True once nothing more will be delivered (disposed, or terminated)."""
         return self._disposed
 
+    def dispose(self) -> None:
+        """Stop delivery at once and dispose the subscription upstream (idempotent).
+
+        Called from another thread while the observer is running, it waits for that
+        call to return; called from inside a callback, it returns at once and the
+        current call is the last.
+        """
+        me = _get_ident()
+        with self._lock:
+            self._stopped = self._disposed = True  # first stop, then look
+            self._drop_queued()
+            self._waiters += 1
+            try:
+                while self._emitter not in (0, me):
+                    self._idle.wait()
+            finally:
+                self._waiters -= 1
+            upstream, self._upstream = self._upstream, _DISPOSED
+        if upstream is not None:
+            upstream.dispose()
+
+    def _drop_queued(self) -> None:
+        """Forget the signals queued for delivery (called under the lock)."""
+
+
+class Sink(_SafeObserver[T]):
+    """The safe observer: what an :class:`Observable`'s subscribe function emits into.
+
+    Calls ``on_next`` / ``on_error`` / ``on_complete`` of the wrapped observer under the
+    observer contract (see the module's docstring). Thread-safe: any thread may signal.
+    Producers should stop once :attr:`closed` is true.
+    """
+
+    __slots__ = ("_queue",)
+
+    def __init__(self, observer: Observer[T]) -> None:
+        super().__init__(observer)
+        self._queue: deque[tuple[int, Any]] = deque()
+
     def on_next(self, value: T) -> None:
         lock = self._lock
         with lock:
             if self._stopped:
                 return
-            if self._emitter is not None:  # another call is running: queue behind it
+            if self._emitter:  # another call is running: queue behind it
                 self._queue.append((_NEXT, value))
                 return
-            self._emitter = threading.get_ident()
+            self._emitter = _get_ident()
         # the fast path: nobody else is delivering, so deliver at once, lock released
         try:
             self._next(value)
@@ -276,7 +343,7 @@ class Sink(Generic[T]):
             raise
         with lock:
             if self._disposed or not self._queue:
-                self._emitter = None
+                self._emitter = 0
                 if self._waiters:
                     self._idle.notify_all()
                 return
@@ -292,38 +359,10 @@ class Sink(Generic[T]):
         if self._enqueue(_COMPLETE, None):
             self._drain()
 
-    def dispose(self) -> None:
-        """Stop delivery at once and dispose the subscription upstream (idempotent).
-
-        Called from another thread while the observer is running, it waits for that
-        call to return; called from inside a callback, it returns at once and the
-        current call is the last.
-        """
-        me = threading.get_ident()
-        with self._lock:
-            self._stopped = self._disposed = True
-            self._queue.clear()
-            while self._emitter is not None and self._emitter != me:
-                self._waiters += 1
-                try:
-                    self._idle.wait()
-                finally:
-                    self._waiters -= 1
-            upstream, self._upstream = self._upstream, _DISPOSED
-        if upstream is not None:
-            upstream.dispose()
-
     # ----------------------------------------------------------------- internals
 
-    def _set_upstream(self, upstream: Disposable | None) -> None:
-        """Attach what to dispose upstream; disposed at once if the sink already is."""
-        if upstream is None:
-            return
-        with self._lock:
-            if self._upstream is None:
-                self._upstream = upstream
-                return
-        upstream.dispose()  # the sink was disposed or terminated meanwhile
+    def _drop_queued(self) -> None:
+        self._queue.clear()
 
     def _enqueue(self, kind: int, value: Any) -> bool:
         """Queue a signal; True if the caller must now :meth:`_drain` (it is the emitter)."""
@@ -333,9 +372,9 @@ class Sink(Generic[T]):
             if kind != _NEXT:
                 self._stopped = True
             self._queue.append((kind, value))
-            if self._emitter is not None:
+            if self._emitter:
                 return False
-            self._emitter = threading.get_ident()
+            self._emitter = _get_ident()
             return True
 
     def _drain(self) -> None:
@@ -345,7 +384,7 @@ class Sink(Generic[T]):
             while True:
                 with lock:
                     if self._disposed or not self._queue:
-                        self._emitter = None
+                        self._emitter = 0
                         if self._waiters:
                             self._idle.notify_all()
                         return
@@ -365,7 +404,7 @@ class Sink(Generic[T]):
 
     def _release(self) -> None:
         with self._lock:
-            self._emitter = None
+            self._emitter = 0
             self._idle.notify_all()
 
     def _fail(self, error: Exception) -> None:
@@ -375,9 +414,8 @@ class Sink(Generic[T]):
         self._terminate(_ERROR, error)
 
     def _terminate(self, kind: int, error: BaseException | None) -> None:
-        with self._lock:
-            self._disposed = True
-            upstream, self._upstream = self._upstream, _DISPOSED
+        self._disposed = True
+        upstream = self._take_upstream()
         try:
             if upstream is not None:
                 upstream.dispose()
@@ -391,7 +429,7 @@ class Sink(Generic[T]):
         finally:
             with self._lock:
                 self._queue.clear()
-                self._emitter = None
+                self._emitter = 0
                 self._idle.notify_all()
 
     def __repr__(self) -> str:
@@ -400,7 +438,7 @@ class Sink(Generic[T]):
 
 
 
-class _SerialSink(Generic[T]):
+class _SerialSink(_SafeObserver[T]):
     """The subscriber's safe observer behind a trusted producer (no lock per value).
 
     :meth:`Observable.subscribe` uses it when the observable is one of the library's own
@@ -411,40 +449,17 @@ class _SerialSink(Generic[T]):
     ``dispose()`` from another thread waits for a call in progress to return.
 
     The wait is a handshake on two fields, without a lock per value: the delivering
-    thread writes its id to ``_running`` *before* it reads ``_stopped``; ``dispose``
-    writes ``_stopped`` *before* it reads ``_running`` (both under the GIL, in program
+    thread writes its id to ``_emitter`` *before* it reads ``_stopped``; ``dispose``
+    writes ``_stopped`` *before* it reads ``_emitter`` (both under the GIL, in program
     order). So either the deliverer sees the disposal and delivers nothing, or the
     disposer sees the call and waits on ``_idle`` until the deliverer, which checks
-    ``_waiting`` after every call, wakes it.
+    ``_waiters`` after every call, wakes it.
     """
 
-    __slots__ = ("_disposed", "_idle", "_lock", "_next", "_observer", "_running", "_stopped",
-                 "_upstream", "_waiting")
-
-    def __init__(self, observer: Observer[T]) -> None:
-        self._observer = observer
-        on_next = observer._next if isinstance(observer, _Callbacks) else observer.on_next
-        self._next: Callable[[T], object] = on_next if on_next is not None else _ignore
-        self._lock = threading.Lock()
-        self._idle = threading.Condition(self._lock)
-        self._waiting = 0  # threads waiting in dispose() for a call to return
-        self._running = 0  # the id of the thread delivering now, 0 if none
-        self._stopped = False
-        self._disposed = False
-        self._upstream: Disposable | None = None
-
-    @property
-    def closed(self) -> bool:
-        """True once the sink accepts no more signals: a producer should stop."""
-        return self._stopped
-
-    @property
-    def disposed(self) -> bool:
-        """True once nothing more will be delivered (disposed, or terminated)."""
-        return self._disposed
+    __slots__ = ()
 
     def on_next(self, value: T) -> None:
-        self._running = _get_ident()  # first announce the call, then look
+        self._emitter = _get_ident()  # first announce the call, then look
         if self._stopped:
             self._idle_again()
             return
@@ -456,48 +471,23 @@ class _SerialSink(Generic[T]):
         except BaseException:
             self._idle_again()
             raise
-        self._running = 0
-        if self._waiting:
+        self._emitter = 0
+        if self._waiters:
             self._wake()
 
     def on_error(self, error: BaseException) -> None:
         if not isinstance(error, BaseException):
             raise TypeError(f"error must be an exception, got {error!r}")
-        self._running = _get_ident()
+        self._emitter = _get_ident()
         self._terminate(_ERROR, error)
 
     def on_complete(self) -> None:
-        self._running = _get_ident()
+        self._emitter = _get_ident()
         self._terminate(_COMPLETE, None)
 
-    def dispose(self) -> None:
-        """Stop delivery at once and dispose the subscription upstream (idempotent);
-        see :meth:`Sink.dispose`."""
-        me = _get_ident()
-        with self._lock:
-            self._stopped = self._disposed = True  # first stop, then look
-            self._waiting += 1
-            try:
-                while self._running not in (0, me):
-                    self._idle.wait()
-            finally:
-                self._waiting -= 1
-            upstream, self._upstream = self._upstream, _DISPOSED
-        if upstream is not None:
-            upstream.dispose()
-
-    def _set_upstream(self, upstream: Disposable | None) -> None:
-        if upstream is None:
-            return
-        with self._lock:
-            if self._upstream is None:
-                self._upstream = upstream
-                return
-        upstream.dispose()
-
     def _idle_again(self) -> None:
-        self._running = 0
-        if self._waiting:
+        self._emitter = 0
+        if self._waiters:
             self._wake()
 
     def _wake(self) -> None:
@@ -506,7 +496,7 @@ class _SerialSink(Generic[T]):
 
     def _terminate(self, kind: int, error: BaseException | None, *,
                    failed: bool = False) -> None:
-        """Deliver a terminal signal (``_running`` is set by the caller)."""
+        """Deliver a terminal signal (``_emitter`` is set by the caller)."""
         try:
             with self._lock:
                 stopped = self._stopped
@@ -530,7 +520,7 @@ class _SerialSink(Generic[T]):
             self._idle_again()
 
 
-class _Relay(Generic[T]):
+class _Relay(_Stage, Generic[T]):
     """A stage of a built-in operator on the trusted fast path: no lock per value.
 
     It stands where a :class:`Sink` would stand between two of the library's own
@@ -549,18 +539,14 @@ class _Relay(Generic[T]):
     operators.
     """
 
-    __slots__ = ("_down", "_emit", "_lock", "_stopped", "_upstream")
+    __slots__ = ("_down", "_emit")
 
     def __init__(self, downstream: _Downstream[Any]) -> None:
         self._down = downstream
         self._emit: Callable[[Any], None] = downstream.on_next
         self._lock = threading.Lock()  # guards the upstream handle, not the values
         self._stopped = False
-        self._upstream: Disposable | None = None
-
-    @property
-    def closed(self) -> bool:
-        return self._stopped
+        self._upstream = None
 
     def on_next(self, value: T) -> None:
         if not self._stopped:
@@ -592,8 +578,7 @@ class _Relay(Generic[T]):
         return not was
 
     def _release(self) -> None:
-        with self._lock:
-            upstream, self._upstream = self._upstream, _DISPOSED
+        upstream = self._take_upstream()
         if upstream is not None:
             upstream.dispose()
 
@@ -601,15 +586,6 @@ class _Relay(Generic[T]):
         """The operator's function raised: end the stream with that error."""
         if self._stop():
             self._down.on_error(error)
-
-    def _set_upstream(self, upstream: Disposable | None) -> None:
-        if upstream is None:
-            return
-        with self._lock:
-            if self._upstream is None:
-                self._upstream = upstream
-                return
-        upstream.dispose()  # the stage was disposed or terminated meanwhile
 
 
 class _Map(_Relay[T]):
