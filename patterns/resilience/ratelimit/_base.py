@@ -29,7 +29,7 @@ from typing import Any, Final, Protocol
 from patterns._timers import MAX_WAIT
 from patterns._validation import (
     require_clock,
-    require_finite,
+    require_finite_positive,
     require_int_at_least,
     require_non_negative,
 )
@@ -160,9 +160,7 @@ def check_count(name: str, value: int) -> int:
 
 def check_rate(rate: float, capacity: int, capacity_name: str) -> float:
     """A finite rate > 0 such that ``capacity / rate`` (the time to refill) is finite."""
-    rate = require_finite("rate", rate)
-    if rate <= 0:
-        raise ValueError(f"rate must be > 0, got {rate!r}")
+    rate = require_finite_positive("rate", rate)
     if math.isinf(capacity / rate):
         raise ValueError(f"rate must be large enough for {capacity_name} / rate to be a "
                          f"finite number of seconds, got rate={rate!r} with "
@@ -180,9 +178,7 @@ def check_window(window: float) -> float:
     Below a nanosecond, ``now // window`` overflows for ordinary clock readings (and the
     window never changes again); above ``1e300`` s, window arithmetic overflows.
     """
-    window = require_finite("window", window)
-    if window <= 0:
-        raise ValueError(f"window must be > 0, got {window!r}")
+    window = require_finite_positive("window", window)
     if not MIN_WINDOW <= window <= MAX_WINDOW:
         raise ValueError(f"window must be within [{MIN_WINDOW:g}, {MAX_WINDOW:g}] seconds, "
                          f"got {window!r}")

@@ -22,7 +22,11 @@ import inspect
 from collections.abc import Callable, Coroutine
 from typing import Any, Generic, ParamSpec, TypeVar, cast, overload
 
-from patterns._decorate import is_async_callable, reject_awaitable_result
+from patterns._decorate import (
+    is_async_callable,
+    reject_awaitable_result,
+    reject_coroutine_function,
+)
 from patterns._validation import require_int_at_least, require_non_negative
 from patterns.resilience.ratelimit._base import (
     RateLimiter,
@@ -35,6 +39,9 @@ __all__ = ["RateLimitMiddleware", "rate_limited"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+_ASYNC_ADVICE = ("Await it through the asyncio driver instead (`await middleware.acall(...)`), "
+                 "or decorate it with @rate_limited (the decorator keeps it async).")
 
 
 def _check_options(limiter: RateLimiter, wait: bool, timeout: float | None, cost: int,
@@ -108,11 +115,7 @@ class RateLimitMiddleware(Generic[P, R]):
         and an awaitable returned by a plain ``inner`` after giving the permits back.
         """
         if self.is_async:
-            raise TypeError(
-                f"RateLimitMiddleware.call cannot run {self.inner!r}: it is a coroutine "
-                "function. Await it through the asyncio driver instead (`await "
-                "middleware.acall(...)`), or decorate it with @rate_limited (the "
-                "decorator keeps it async).")
+            reject_coroutine_function(self.inner, "RateLimitMiddleware.call", _ASYNC_ADVICE)
         limiter, cost = self.limiter, self.cost
         if self.wait:
             if not limiter.acquire(cost, timeout=self.timeout, sleep=self.sleep):

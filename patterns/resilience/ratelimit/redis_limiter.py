@@ -63,11 +63,7 @@ from collections.abc import Callable
 from fractions import Fraction
 from typing import Any, Final, Protocol
 
-from patterns._validation import (
-    require_finite,
-    require_finite_non_negative,
-    require_positive,
-)
+from patterns._validation import require_finite_non_negative, require_finite_positive
 from patterns.clock import MONOTONIC, Clock
 from patterns.events import Listeners
 from patterns.resilience.ratelimit._base import (
@@ -244,7 +240,7 @@ class RedisGCRALimiter(RateLimiter):
             raise TypeError(f"key must be a non-empty str, got {key!r}")
         if not key:
             raise ValueError(f"key must be a non-empty str, got {key!r}")
-        self.rate = require_positive("rate", require_finite("rate", rate))
+        self.rate = require_finite_positive("rate", rate)
         self.burst = check_count("burst", burst)
         interval = (Fraction(1_000_000) / Fraction(self.rate)).limit_denominator(1000)
         if interval <= 0:
