@@ -33,7 +33,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Generator, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
-from types import CoroutineType, FunctionType
+from types import CoroutineType
 from typing import Any, ParamSpec, Protocol, TypeVar
 
 from patterns._decorate import (
@@ -282,7 +282,16 @@ def _error_predicate(
 
 
 _RNG = random.Random()
-_CO_ASYNC = 0x180  # inspect.CO_COROUTINE | inspect.CO_ITERABLE_COROUTINE
+
+
+def _sleep(delay: float) -> None:
+    """:func:`time.sleep` for any delay, however long: :func:`time.sleep` raises
+    :class:`OverflowError` above ``threading.TIMEOUT_MAX``, so long delays are slept in
+    steps of :data:`~patterns._timers.MAX_WAIT`."""
+    while delay > MAX_WAIT:
+        time.sleep(MAX_WAIT)
+        delay -= MAX_WAIT
+    time.sleep(delay)
 
 
 async def _asyncio_sleep(delay: float) -> None:
@@ -316,8 +325,9 @@ class RetryPolicy(CallDecorator):
         Where elapsed time is read for the blocking and asyncio drivers (the SimPy
         driver reads ``env.now``).
     sleep:
-        How the blocking driver waits (default :func:`time.sleep`; tests pass
-        :meth:`patterns.clock.ManualClock.sleep`).
+        How the blocking driver waits, called once per delay with the whole delay
+        (default :func:`time.sleep`, in steps for delays beyond
+        ``threading.TIMEOUT_MAX``; tests pass :meth:`patterns.clock.ManualClock.sleep`).
     asleep:
         How the asyncio driver waits: an async function of the delay (default
         :func:`asyncio.sleep`; tests pass one that advances a manual clock, so that a
@@ -356,7 +366,7 @@ class RetryPolicy(CallDecorator):
         budget: RetryBudget | None = None,
         fallback: Callable[[BaseException], Any] | None = None,
         clock: Clock = MONOTONIC,
-        sleep: Callable[[float], object] = time.sleep,
+        sleep: Callable[[float], object] = _sleep,
         asleep: Callable[[float], Awaitable[object]] = _asyncio_sleep,
         rng: random.Random | None = None,
         listeners: Listeners[RetryEvent] | None = None,
@@ -442,8 +452,7 @@ class RetryPolicy(CallDecorator):
         raises :class:`TypeError` before anything is counted or retried; use
         :meth:`acall`.
         """
-        if type(fn) is not FunctionType or fn.__code__.co_flags & _CO_ASYNC or fn.__dict__:
-            reject_coroutine_function(fn, "RetryPolicy.call")
+        reject_coroutine_function(fn, "RetryPolicy.call")
         if self.budget is not None:
             self.budget.record_call()
         now = self.clock.now
@@ -471,9 +480,6 @@ class RetryPolicy(CallDecorator):
                 delay = run.after_failure(now(), None, result)
                 if delay is None:
                     return run.give_up(None, result)  # type: ignore[no-any-return]
-            while delay > MAX_WAIT:  # time.sleep overflows above threading.TIMEOUT_MAX
-                self.sleep(MAX_WAIT)
-                delay -= MAX_WAIT
             self.sleep(delay)
             attempt += 1
 

@@ -133,11 +133,21 @@ def test_retry_objects_of_the_wrong_kind(name: str, value: object) -> None:
     assert_rejected(lambda: RetryPolicy(**{name: value}), name)
 
 
-def test_a_huge_back_off_delay_does_not_overflow_the_blocking_sleep() -> None:
-    # time.sleep(1e10) raises OverflowError; the driver sleeps in chunks instead.
+def test_a_huge_back_off_delay_does_not_overflow_the_default_sleep(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # time.sleep(1e10) raises OverflowError; the default sleep waits in steps instead.
+    import threading
+    import time
+
     slept: list[float] = []
-    policy = RetryPolicy(stop=StopAfterAttempts(2), backoff=ConstantBackoff(1e10),
-                         sleep=slept.append)
+
+    def real_sleep(delay: float) -> None:  # time.sleep's limit, without the waiting
+        if delay > threading.TIMEOUT_MAX:
+            raise OverflowError("timestamp too large to convert to C _PyTime_t")
+        slept.append(delay)
+
+    monkeypatch.setattr(time, "sleep", real_sleep)
+    policy = RetryPolicy(stop=StopAfterAttempts(2), backoff=ConstantBackoff(1e10))
     attempts: list[int] = []
 
     def flaky() -> str:
@@ -147,8 +157,24 @@ def test_a_huge_back_off_delay_does_not_overflow_the_blocking_sleep() -> None:
         return "ok"
 
     assert policy.call(flaky) == "ok"
-    assert max(slept) <= 3600.0
+    assert max(slept) <= threading.TIMEOUT_MAX
     assert math.isclose(sum(slept), 1e10)
+
+
+def test_a_custom_sleep_gets_the_whole_delay_in_one_call() -> None:
+    # The driver used to cut every delay into one-hour steps for any sleep: a manual
+    # clock's sleep then ran 2.8 million times for 1e10 s (and for ever for the
+    # uncapped schedule's largest delay) instead of advancing virtual time once.
+    clock = ManualClock()
+    policy = RetryPolicy(stop=StopAfterAttempts(3), backoff=ConstantBackoff(1e8),
+                         clock=clock, sleep=clock.sleep)
+    with pytest.raises(ValueError, match="down"):
+        policy.call(_always_fails)
+    assert clock.slept == [1e8, 1e8]
+
+
+def _always_fails() -> None:
+    raise ValueError("down")
 
 
 # --------------------------------------------------------------------------- budget

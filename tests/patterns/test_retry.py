@@ -969,7 +969,7 @@ def test_the_same_policy_gives_the_same_delays_in_every_driver() -> None:
 # --------------------------------------------------------------------------- construction
 
 
-def test_defaults() -> None:
+def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     policy = RetryPolicy()
     assert isinstance(policy.stop, StopAfterAttempts)
     assert policy.stop.max_attempts == 3
@@ -979,7 +979,10 @@ def test_defaults() -> None:
     assert policy.retry_on is Exception
     assert policy.budget is None
     assert policy.fallback is None
-    assert policy.sleep is time.sleep
+    slept: list[float] = []
+    monkeypatch.setattr(time, "sleep", slept.append)
+    policy.sleep(0.5)  # the default sleep is time.sleep (in steps for huge delays)
+    assert slept == [0.5]
 
 
 def test_default_policy_on_a_manual_clock_sleeps_jittered_exponential_delays() -> None:
