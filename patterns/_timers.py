@@ -34,7 +34,8 @@ from typing import Final
 
 from patterns._validation import require_finite_non_negative
 
-__all__ = ["MAX_WAIT", "TimerHandle", "TimerThread", "shared_timer_thread"]
+__all__ = ["MAX_WAIT", "TimerHandle", "TimerThread", "shared_timer_thread", "sleep",
+           "wait_event"]
 
 _log = logging.getLogger(__name__)
 
@@ -46,6 +47,34 @@ Longer delays are waited in steps of this length. Every blocking wait of the lib
 the same way, since all of them raise :class:`OverflowError` above
 ``threading.TIMEOUT_MAX``.
 """
+
+
+def sleep(delay: float) -> None:
+    """:func:`time.sleep` for any ``delay`` >= 0, however long (``inf`` sleeps for ever),
+    in steps of :data:`MAX_WAIT`."""
+    if delay <= MAX_WAIT:
+        time.sleep(delay)
+        return
+    wake_at = time.monotonic() + delay
+    while True:
+        left = wake_at - time.monotonic()
+        if left <= 0.0:
+            return
+        time.sleep(left if left < MAX_WAIT else MAX_WAIT)
+
+
+def wait_event(event: threading.Event, timeout: float) -> bool:
+    """``event.wait(timeout)`` for any ``timeout`` >= 0 (``1e10``, ``1.7e308`` and ``inf``
+    all simply mean "a very long time"), in steps of :data:`MAX_WAIT`."""
+    if timeout <= MAX_WAIT:
+        return event.wait(timeout)
+    give_up = time.monotonic() + timeout
+    while True:
+        left = give_up - time.monotonic()
+        if left <= 0.0:
+            return event.is_set()
+        if event.wait(left if left < MAX_WAIT else MAX_WAIT):
+            return True
 
 
 class TimerHandle:

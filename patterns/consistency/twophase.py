@@ -38,6 +38,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Final, Protocol
 
+from patterns._timers import MAX_WAIT
 from patterns._validation import (
     require_finite_non_negative,
     require_positive,
@@ -80,8 +81,6 @@ def _require_id(name: str, value: object) -> str:
         raise ValueError(f"{name} must be a non-empty string, got {value!r}")
     return value
 
-
-_WAIT_CHUNK: Final = 3600.0  # seconds per Condition.wait: far below threading.TIMEOUT_MAX
 
 MAX_PREPARE_TIMEOUT: Final = MAX_TTL
 """The longest ``prepare_timeout`` accepted, in seconds (one year, as a lock's lease)."""
@@ -623,7 +622,7 @@ class LockingParticipant:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
-                self._cond.wait(min(left, _WAIT_CHUNK))
+                self._cond.wait(min(left, MAX_WAIT))
             return self._decided.get(txid)
 
     def __repr__(self) -> str:

@@ -52,7 +52,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, NoReturn, Protocol, TypeVar
 
 from patterns._decorate import reject_awaitable_result, reject_coroutine_function
-from patterns._timers import MAX_WAIT, TimerHandle, TimerThread, shared_timer_thread
+from patterns._timers import TimerHandle, TimerThread, shared_timer_thread, wait_event
 from patterns._validation import (
     require_at_least,
     require_clock,
@@ -252,24 +252,6 @@ def _check_token(name: str, token: object) -> CancellationToken:
     if not isinstance(token, CancellationToken):
         raise TypeError(f"{name} must be a CancellationToken, got {token!r}")
     return token
-
-
-def _wait_event(event: threading.Event, timeout: float) -> bool:
-    """``event.wait(timeout)`` for any ``timeout`` >= 0, ``inf`` included.
-
-    ``Event.wait`` raises :class:`OverflowError` above ``threading.TIMEOUT_MAX`` (about
-    292 years); longer waits are taken in steps of :data:`~patterns._timers.MAX_WAIT`,
-    so that ``1e10``, ``1.7e308`` and ``inf`` all simply mean "a very long time".
-    """
-    if timeout <= MAX_WAIT:
-        return event.wait(timeout)
-    give_up = time.monotonic() + timeout
-    while True:
-        left = give_up - time.monotonic()
-        if left <= 0.0:
-            return event.is_set()
-        if event.wait(left if left < MAX_WAIT else MAX_WAIT):
-            return True
 
 
 class CancellationToken:
@@ -529,7 +511,7 @@ class CancellationToken:
             give_up = math.inf if timeout is None else time.monotonic() + timeout
             while True:
                 limit = min(self.remaining(), give_up - time.monotonic())
-                if _wait_event(woken, max(0.0, limit)):
+                if wait_event(woken, max(0.0, limit)):
                     return True
                 if self.check_deadline():
                     return True
@@ -957,7 +939,7 @@ class TimeoutPolicy:
         registration = token.on_cancel(woken.set)
         try:
             while not future.done() and not token.is_cancelled:
-                _wait_event(woken, token.remaining())
+                wait_event(woken, token.remaining())
         finally:
             registration.unregister()
         if not future.done():

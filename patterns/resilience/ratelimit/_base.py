@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Final, Protocol
 
-from patterns._timers import MAX_WAIT
+from patterns._timers import sleep as sleep_blocking
 from patterns._validation import (
     require_clock,
     require_finite_positive,
@@ -188,19 +188,6 @@ def check_window(window: float) -> float:
 def check_sleep(sleep: object) -> None:
     if sleep is not None and not callable(sleep):
         raise TypeError(f"sleep must be callable, got {sleep!r}")
-
-
-def sleep_blocking(delay: float) -> None:
-    """:func:`time.sleep` for any ``delay`` >= 0, however long (in steps of an hour)."""
-    if delay <= MAX_WAIT:
-        time.sleep(delay)
-        return
-    wake_at = time.monotonic() + delay
-    while True:
-        left = wake_at - time.monotonic()
-        if left <= 0.0:
-            return
-        time.sleep(left if left < MAX_WAIT else MAX_WAIT)
 
 
 def positive_wait(now: float, target: float) -> float:
