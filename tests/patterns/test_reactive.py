@@ -8,6 +8,7 @@ import itertools
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -333,49 +334,62 @@ def test_completion_disposes_the_upstream() -> None:
     assert subject.observer_count == 0
 
 
+def flood_then_dispose(chain: Callable[[Subject[int]], Observable[int]]) -> dict[str, int]:
+    """Three producer threads flood a Subject; the subscriber sits behind ``chain(subject)``;
+    once it has 50 values, this thread disposes. Returns what the subscriber saw:
+    ``running`` (calls still running when ``dispose()`` returned), ``after`` (calls that
+    started after it returned), ``overlaps`` (calls that ran at once), ``observers`` (the
+    subject's observers left)."""
+    subject: Subject[int] = Subject()
+    state = {"after": 0, "running": 0, "disposed": False, "count": 0, "overlaps": 0}
+    lock = threading.Lock()
+
+    def on_next(value: int) -> None:
+        with lock:
+            state["running"] += 1
+            if state["running"] > 1:
+                state["overlaps"] += 1
+            if state["disposed"]:
+                state["after"] += 1
+            state["count"] += 1
+        time.sleep(0)  # let the disposing thread in
+        with lock:
+            state["running"] -= 1
+
+    subscription = chain(subject).subscribe(on_next)
+    stop = threading.Event()
+
+    def produce() -> None:
+        n = 0
+        while not stop.is_set():
+            subject.on_next(n)
+            n += 1
+
+    producers = [threading.Thread(target=produce) for _ in range(3)]
+    for thread in producers:
+        thread.start()
+    deadline = time.monotonic() + 5
+    while state["count"] < 50 and time.monotonic() < deadline:
+        time.sleep(0.0005)
+    subscription.dispose()
+    with lock:
+        state["disposed"] = True
+        running = state["running"]
+    time.sleep(0.002)
+    stop.set()
+    for thread in producers:
+        thread.join(5)
+    assert state["count"] >= 50, "the producers never got going"
+    return {"running": running, "after": state["after"], "overlaps": state["overlaps"],
+            "observers": subject.observer_count}
+
+
 def test_dispose_from_another_thread_no_delivery_after_it_returns() -> None:
     """A producer floods an observer; another thread disposes: after ``dispose()``
     returns, not one more value arrives, and no call is still running."""
     for _ in range(20):
-        subject: Subject[int] = Subject()
-        state = {"after": 0, "running": 0, "disposed": False, "count": 0}
-        lock = threading.Lock()
-
-        def on_next(value: int, state: dict[str, Any] = state,
-                    lock: threading.Lock = lock) -> None:
-            with lock:
-                state["running"] += 1
-                if state["disposed"]:
-                    state["after"] += 1
-                state["count"] += 1
-            time.sleep(0)  # let the disposing thread in
-            with lock:
-                state["running"] -= 1
-
-        subscription = subject.subscribe(on_next)
-        stop = threading.Event()
-
-        def produce(subject: Subject[int] = subject, stop: threading.Event = stop) -> None:
-            n = 0
-            while not stop.is_set():
-                subject.on_next(n)
-                n += 1
-
-        producers = [threading.Thread(target=produce) for _ in range(3)]
-        for thread in producers:
-            thread.start()
-        while state["count"] < 50:
-            time.sleep(0.0005)
-        subscription.dispose()
-        with lock:
-            state["disposed"] = True
-            running = state["running"]
-        time.sleep(0.002)
-        stop.set()
-        for thread in producers:
-            thread.join(5)
-        assert running == 0
-        assert state["after"] == 0
+        assert flood_then_dispose(lambda subject: subject) == {
+            "running": 0, "after": 0, "overlaps": 0, "observers": 0}
 
 
 def test_calls_are_serialized_across_threads() -> None:
@@ -788,47 +802,6 @@ def test_dispose_from_another_thread_through_an_operator_chain() -> None:
     ``map`` and ``filter`` (the fast path). After ``dispose()`` returns from another
     thread, no call of the subscriber is running and none starts."""
     for _ in range(10):
-        subject: Subject[int] = Subject()
-        state = {"after": 0, "running": 0, "disposed": False, "count": 0, "overlaps": 0}
-        lock = threading.Lock()
-
-        def on_next(value: int, state: dict[str, Any] = state,
-                    lock: threading.Lock = lock) -> None:
-            with lock:
-                state["running"] += 1
-                if state["running"] > 1:
-                    state["overlaps"] += 1
-                if state["disposed"]:
-                    state["after"] += 1
-                state["count"] += 1
-            time.sleep(0)
-            with lock:
-                state["running"] -= 1
-
-        subscription = subject.map(lambda x: x + 1).filter(lambda x: x > 0).subscribe(on_next)
-        stop = threading.Event()
-
-        def produce(subject: Subject[int] = subject, stop: threading.Event = stop) -> None:
-            n = 0
-            while not stop.is_set():
-                subject.on_next(n)
-                n += 1
-
-        producers = [threading.Thread(target=produce) for _ in range(3)]
-        for thread in producers:
-            thread.start()
-        deadline = time.monotonic() + 5
-        while state["count"] < 50 and time.monotonic() < deadline:
-            time.sleep(0.0005)
-        subscription.dispose()
-        with lock:
-            state["disposed"] = True
-            running = state["running"]
-        time.sleep(0.002)
-        stop.set()
-        for thread in producers:
-            thread.join(5)
-        assert running == 0
-        assert state["after"] == 0
-        assert state["overlaps"] == 0
-        assert subject.observer_count == 0
+        assert flood_then_dispose(
+            lambda subject: subject.map(lambda x: x + 1).filter(lambda x: x > 0)) == {
+            "running": 0, "after": 0, "overlaps": 0, "observers": 0}
