@@ -182,32 +182,31 @@ def test_new_event_metadata(value: Any) -> None:
     assert_rejected(lambda: NewEvent("T", {}, value), "metadata", value)
 
 
-@SWEEP
-@given(field=st.sampled_from(["position", "version"]),
-       value=NOT_AN_INT | NEGATIVE_INT | ZERO.filter(lambda v: isinstance(v, int)))
-def test_recorded_event_position_and_version(field: str, value: Any) -> None:
+def _assert_recorded_event_rejects(field: str, value: Any) -> None:
+    """A RecordedEvent with valid fields but ``field=value`` is refused, naming ``field``."""
     fields: dict[str, Any] = {"position": 1, "stream": "a", "version": 1,
                               "event_type": "T", "data": {}, "metadata": _meta()}
     fields[field] = value
     assert_rejected(lambda: RecordedEvent(**fields), field, value)
+
+
+@SWEEP
+@given(field=st.sampled_from(["position", "version"]),
+       value=NOT_AN_INT | NEGATIVE_INT | ZERO.filter(lambda v: isinstance(v, int)))
+def test_recorded_event_position_and_version(field: str, value: Any) -> None:
+    _assert_recorded_event_rejects(field, value)
 
 
 @SWEEP
 @given(field=st.sampled_from(["stream", "event_type"]), value=BAD_STR)
 def test_recorded_event_stream_and_type(field: str, value: Any) -> None:
-    fields: dict[str, Any] = {"position": 1, "stream": "a", "version": 1,
-                              "event_type": "T", "data": {}, "metadata": _meta()}
-    fields[field] = value
-    assert_rejected(lambda: RecordedEvent(**fields), field, value)
+    _assert_recorded_event_rejects(field, value)
 
 
 @SWEEP
 @given(field=st.sampled_from(["data", "metadata"]), value=NOT_A_MAPPING)
 def test_recorded_event_data_and_metadata(field: str, value: Any) -> None:
-    fields: dict[str, Any] = {"position": 1, "stream": "a", "version": 1,
-                              "event_type": "T", "data": {}, "metadata": _meta()}
-    fields[field] = value
-    assert_rejected(lambda: RecordedEvent(**fields), field, value)
+    _assert_recorded_event_rejects(field, value)
 
 
 @SWEEP
