@@ -42,6 +42,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from importlib.metadata import version
+from typing import Any
 
 import circuitbreaker
 import pybreaker
@@ -66,11 +67,20 @@ class Counter:
 
         return target
 
+    def async_function(self) -> Callable[[], Awaitable[int]]:
+        """The same, as an ``async def``."""
+
+        async def target() -> int:
+            self.calls += 1
+            return self.calls
+
+        return target
+
 
 @dataclass
 class Case:
     name: str
-    build: Callable[[Callable[[], int]], Callable[[], int]]
+    build: Callable[[Any], Any]  # target -> wrapped target (sync or async)
     samples: list[float] = field(default_factory=list)
 
     def median(self) -> float:
@@ -105,6 +115,11 @@ def circuitbreaker_decorator(target: Callable[[], int]) -> Callable[[], int]:
     return decorated
 
 
+def ours(**options: object) -> CircuitBreaker:
+    """Our breaker, set like the peers: judges after 10 calls, never trips here."""
+    return CircuitBreaker("bench", minimum_calls=10, **options)  # type: ignore[arg-type]
+
+
 class PyListener(pybreaker.CircuitBreakerListener):
     """A pybreaker listener that counts successes (our listener counts events)."""
 
@@ -117,7 +132,7 @@ class PyListener(pybreaker.CircuitBreakerListener):
 
 def configured(**options: object) -> Callable[[Callable[[], int]], Callable[[], int]]:
     def build(target: Callable[[], int]) -> Callable[[], int]:
-        breaker = CircuitBreaker("bench", minimum_calls=10, **options)  # type: ignore[arg-type]
+        breaker = ours(**options)
         return lambda: breaker.call(target)
 
     return build
@@ -125,8 +140,8 @@ def configured(**options: object) -> Callable[[Callable[[], int]], Callable[[], 
 
 def with_listener(**options: object) -> Callable[[Callable[[], int]], Callable[[], int]]:
     def build(target: Callable[[], int]) -> Callable[[], int]:
-        breaker = CircuitBreaker("bench", minimum_calls=10, **options)  # type: ignore[arg-type]
-        seen = []
+        breaker = ours(**options)
+        seen: list[object] = []
         breaker.listeners.add(seen.append)
 
         def call() -> int:
@@ -186,21 +201,25 @@ def loop(fn: Callable[[], int], n: int) -> float:
 
 
 def per_call(repeats: int, target_ms: float,
-             builders: dict[str, Callable[[Callable[[], int]], Callable[[], int]]] | None = None,
-             ) -> list[Case]:
+             builders: dict[str, Callable[[Any], Any]] | None = None,
+             timer: Callable[[Any, int], float] = loop,
+             make_target: Callable[[Counter], Any] = Counter.function) -> list[Case]:
+    """Median-ready samples of each case: calibrated to about ``target_ms`` per sample,
+    repeats interleaved; ``timer(fn, n)`` times ``n`` calls (:func:`loop`, or awaits
+    them on one event loop for the asyncio cases)."""
     cases = [Case(name, build) for name, build in (builders or CASES).items()]
     runners = []
     for case in cases:
         counter = Counter()
-        fn = case.build(counter.function())
-        loop(fn, 1000)  # warm up
-        n = max(1000, int(target_ms * 1e6 / max(loop(fn, 5000), 1.0)))
+        fn = case.build(make_target(counter))
+        timer(fn, 1000)  # warm up
+        n = max(1000, int(target_ms * 1e6 / max(timer(fn, 5000), 1.0)))
         runners.append((case, fn, counter, n))
     for _ in range(repeats):
         for case, fn, counter, n in runners:
             gc.collect()
             before = counter.calls
-            case.samples.append(loop(fn, n))
+            case.samples.append(timer(fn, n))
             if counter.calls != before + n:
                 raise SystemExit(f"{case.name}: expected {n} calls, saw {counter.calls - before}")
     return cases
@@ -209,36 +228,10 @@ def per_call(repeats: int, target_ms: float,
 # --------------------------------------------------------------------------- asyncio
 
 
-@dataclass
-class AsyncCase:
-    name: str
-    build: Callable[[Callable[[], Awaitable[int]]], Callable[[], Awaitable[int]]]
-    samples: list[float] = field(default_factory=list)
-
-    def median(self) -> float:
-        return statistics.median(self.samples)
-
-    def iqr(self) -> float:
-        q1, _, q3 = statistics.quantiles(self.samples, n=4)
-        return (q3 - q1) / 2 / self.median()
-
-
-class AsyncCounter:
-    def __init__(self) -> None:
-        self.calls = 0
-
-    def function(self) -> Callable[[], Awaitable[int]]:
-        async def target() -> int:
-            self.calls += 1
-            return self.calls
-
-        return target
-
-
 def acall_of(**options: object) -> Callable[[Callable[[], Awaitable[int]]],
                                             Callable[[], Awaitable[int]]]:
     def build(target: Callable[[], Awaitable[int]]) -> Callable[[], Awaitable[int]]:
-        breaker = CircuitBreaker("bench", minimum_calls=10, **options)  # type: ignore[arg-type]
+        breaker = ours(**options)
         return lambda: breaker.acall(target)
 
     return build
@@ -247,7 +240,7 @@ def acall_of(**options: object) -> Callable[[Callable[[], Awaitable[int]]],
 def decorated_async(**options: object) -> Callable[[Callable[[], Awaitable[int]]],
                                                    Callable[[], Awaitable[int]]]:
     def build(target: Callable[[], Awaitable[int]]) -> Callable[[], Awaitable[int]]:
-        breaker = CircuitBreaker("bench", minimum_calls=10, **options)  # type: ignore[arg-type]
+        breaker = ours(**options)
         return breaker(target)
 
     return build
@@ -276,27 +269,20 @@ async def aloop(fn: Callable[[], Awaitable[int]], n: int) -> float:
     return (time.perf_counter_ns() - started) / n
 
 
-async def async_per_call(repeats: int, target_ms: float) -> list[AsyncCase]:
-    cases = [AsyncCase(name, build) for name, build in ASYNC_CASES.items()]
-    runners = []
-    for case in cases:
-        counter = AsyncCounter()
-        fn = case.build(counter.function())
-        await aloop(fn, 1000)
-        n = max(1000, int(target_ms * 1e6 / max(await aloop(fn, 5000), 1.0)))
-        runners.append((case, fn, counter, n))
-    for _ in range(repeats):
-        for case, fn, counter, n in runners:
-            gc.collect()
-            before = counter.calls
-            case.samples.append(await aloop(fn, n))
-            if counter.calls != before + n:
-                raise SystemExit(f"{case.name}: expected {n} calls, saw {counter.calls - before}")
-    return cases
+def async_per_call(repeats: int, target_ms: float) -> list[Case]:
+    with asyncio.Runner() as runner:
+        return per_call(repeats, target_ms, ASYNC_CASES,
+                        lambda fn, n: runner.run(aloop(fn, n)), Counter.async_function)
 
 
 def fmt(ns: float) -> str:
     return f"{ns / 1000:.2f} µs" if ns >= 1000 else f"{ns:.0f} ns"
+
+
+def row(name: str, case: Case, over: float, ratio: str) -> str:
+    """One table row: median, spread, overhead over the bare call, ratio."""
+    overhead = "—" if name.startswith("bare") else "+" + fmt(over)
+    return f"| {name} | {fmt(case.median())} | ±{case.iqr():.1%} | {overhead} | {ratio} |"
 
 
 def throughput(threads: int = 8, calls_per_thread: int = 10, sleep: float = 0.05) -> list[str]:
@@ -363,8 +349,7 @@ def main(argv: list[str] | None = None) -> int:
         ratio = ""
         if name in PEERS:
             ratio = f"{over / (cases[PEERS[name]].median() - bare):.1f}x"
-        print(f"| {name} | {fmt(case.median())} | ±{case.iqr():.1%} | "
-              f"{'—' if name.startswith('bare') else '+' + fmt(over)} | {ratio} |")
+        print(row(name, case, over, ratio))
     ours = cases["patterns `breaker.call(fn)`"].median() - bare
     py = cases["pybreaker `breaker.call(fn)`"].median() - bare
     print(f"\nTargets: overhead at most {TARGET_OVERHEAD_NS:.0f} ns: +{ours:.0f} ns -> "
@@ -388,13 +373,12 @@ def main(argv: list[str] | None = None) -> int:
             peer = listener_peer if "listener" in name else plain_peer
             ratio = f"{peer / over:.1f}x"
             worst = max(worst, over / peer)
-        print(f"| {name} | {fmt(case.median())} | ±{case.iqr():.1%} | "
-              f"{'—' if name.startswith('bare') else '+' + fmt(over)} | {ratio} |")
+        print(row(name, case, over, ratio))
     print(f"\nTarget: every configuration at most {TARGET_CONFIG_SHARE:.0%} of pybreaker's "
           f"overhead: worst {worst:.0%} -> "
           f"**{'held' if worst <= TARGET_CONFIG_SHARE else 'NOT held'}**\n")
     print("### (c) asyncio\n")
-    acases = {case.name: case for case in asyncio.run(async_per_call(repeats, target_ms))}
+    acases = {case.name: case for case in async_per_call(repeats, target_ms)}
     abare = acases["bare `await fn()` (reference)"].median()
     peer = acases["circuitbreaker `@circuit` async def"].median() - abare
     print("| case | median per call | IQR | overhead | circuitbreaker's overhead / ours |")
@@ -406,8 +390,7 @@ def main(argv: list[str] | None = None) -> int:
         if name.startswith("patterns"):
             ratio = f"{peer / over:.1f}x"
             aworst = max(aworst, over / plain_peer)
-        print(f"| {name} | {fmt(acase.median())} | ±{acase.iqr():.1%} | "
-              f"{'—' if name.startswith('bare') else '+' + fmt(over)} | {ratio} |")
+        print(row(name, acase, over, ratio))
     print(f"\nTarget: every `acall` configuration at most {TARGET_CONFIG_SHARE:.0%} of "
           f"pybreaker's (sync) `call` overhead: worst {aworst:.0%} -> "
           f"**{'held' if aworst <= TARGET_CONFIG_SHARE else 'NOT held'}**\n")
