@@ -63,22 +63,10 @@ class BucketedCounts:
 
     def slide(self, now: float) -> list[int]:
         """Expire what left the window by ``now``; return the current bucket's counters."""
-        index = math.floor(now / self._width)
-        if index > self._index:
-            self._index = index
-        else:
-            index = self._index  # a clock that steps back never un-expires anything
-        live = self._live
-        if live:
-            last_index, last = live[-1]
-            if last_index == index:
-                return last
-            oldest = index - self.buckets
-            totals = self.totals
-            while live and live[0][0] <= oldest:
-                for field, value in enumerate(live.popleft()[1]):
-                    if value:
-                        totals[field] -= value
+        self.expire(now)
+        index, live = self._index, self._live  # a clock that steps back un-expires nothing
+        if live and live[-1][0] == index:
+            return live[-1][1]
         slot = [0] * self.fields
         live.append((index, slot))
         return slot
