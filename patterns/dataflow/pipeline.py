@@ -54,7 +54,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, I
 from dataclasses import dataclass
 from typing import Any, Final, Generic, Literal, Protocol, TypeVar, cast, overload
 
-from patterns._decorate import is_async_callable
+from patterns._decorate import is_async_callable, is_awaitable_result
 from patterns._validation import (
     require_clock,
     require_finite,
@@ -269,6 +269,17 @@ async def _arun_steps(steps: Sequence[Step[Any, Any]], value: Any, prefix: str) 
     return value
 
 
+def _refuse_awaitable(result: object, what: str, declare: str) -> None:
+    """A sync run got ``result`` from ``what`` (a plain function that returned a
+    coroutine, say): refuse it, closing a coroutine so Python does not warn that it was
+    never awaited."""
+    if is_awaitable_result(result):
+        if inspect.iscoroutine(result):
+            result.close()
+        raise TypeError(f"{what} returned an awaitable in a sync run; use aprocess() or "
+                        f"declare {declare} `async def`")
+
+
 def _check_name(name: object) -> str:
     if not isinstance(name, str):
         raise TypeError(f"name must be a str, got {name!r} ({type(name).__name__})")
@@ -315,11 +326,7 @@ class Stage(Step[I, O]):
 
     def _call(self, value: Any, where: str) -> Any:
         result = self.fn(value)
-        if inspect.isawaitable(result):
-            if inspect.iscoroutine(result):
-                result.close()
-            raise TypeError(f"stage {self.name!r} returned an awaitable in a sync run; "
-                            "use aprocess() or declare the function `async def`")
+        _refuse_awaitable(result, f"stage {self.name!r}", "the function")
         return result
 
     async def _acall(self, value: Any, where: str) -> Any:
@@ -514,11 +521,7 @@ class Branch(Step[I, Left[L] | Right[R]]):
 
     def _call(self, value: Any, where: str) -> Any:
         decision: Any = self.condition(value)
-        if inspect.isawaitable(decision):  # a plain function that returned a coroutine
-            if inspect.iscoroutine(decision):
-                decision.close()
-            raise TypeError(f"the condition of branch {self.name!r} returned an awaitable "
-                            "in a sync run; use aprocess() or declare it `async def`")
+        _refuse_awaitable(decision, f"the condition of branch {self.name!r}", "it")
         if decision:
             return Left(_run_steps(self.left.stages, value, f"{where}/left/"))
         return Right(_run_steps(self.right.stages, value, f"{where}/right/"))
