@@ -596,3 +596,16 @@ def test_the_script_is_loaded_again_after_a_flush(client: redis.Redis, key: str)
     client.script_flush()  # a restart or a failover loses the script cache
     assert limiter.try_acquire()
     assert not limiter.try_acquire()
+
+
+def test_importing_the_limiters_does_not_import_redis() -> None:
+    # redis is an optional backend, imported only by those who use it: a module-level
+    # table of its error classes imported it with every limiter (issue 11 review).
+    import subprocess
+    import sys
+
+    code = ("import sys, patterns.resilience.ratelimit, patterns.resilience.guards; "
+            "print('redis' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=60, check=True)
+    assert result.stdout.strip() == "False"

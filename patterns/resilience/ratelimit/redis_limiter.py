@@ -56,6 +56,7 @@ recognise its connection errors; any client with ``register_script`` works.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import threading
@@ -188,7 +189,11 @@ def _classes(module: Any, *names: str) -> tuple[type[BaseException], ...]:
     return tuple(kind for kind in found if isinstance(kind, type))
 
 
-_ERRORS: Final = _Errors()
+@functools.cache
+def _errors() -> _Errors:
+    """The error classes, built on first use: importing this module must not import the
+    optional ``redis`` package (only a limiter that meets an error needs its classes)."""
+    return _Errors()
 
 
 class _ScriptClient(Protocol):
@@ -303,7 +308,7 @@ class RedisGCRALimiter(RateLimiter):
         try:
             result = self._run(mode, n)
         except Exception as error:
-            if not _ERRORS.unavailable(error):
+            if not _errors().unavailable(error):
                 raise
             with self._lock:
                 went_down, self._up = self._up, False
