@@ -28,7 +28,6 @@ from __future__ import annotations
 import math
 import random
 import sys
-import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Generator, Iterator
 from dataclasses import dataclass
@@ -36,6 +35,7 @@ from enum import StrEnum
 from types import CoroutineType
 from typing import Any, ParamSpec, Protocol, TypeVar
 
+from patterns import _timers
 from patterns._decorate import (
     PLAIN_RESULTS,
     CallDecorator,
@@ -45,7 +45,6 @@ from patterns._decorate import (
     reject_awaitable_result,
     reject_coroutine_function,
 )
-from patterns._timers import MAX_WAIT
 from patterns._validation import (
     require_clock,
     require_int_at_least,
@@ -284,16 +283,6 @@ def _error_predicate(
 _RNG = random.Random()
 
 
-def _sleep(delay: float) -> None:
-    """:func:`time.sleep` for any delay, however long: :func:`time.sleep` raises
-    :class:`OverflowError` above ``threading.TIMEOUT_MAX``, so long delays are slept in
-    steps of :data:`~patterns._timers.MAX_WAIT`."""
-    while delay > MAX_WAIT:
-        time.sleep(MAX_WAIT)
-        delay -= MAX_WAIT
-    time.sleep(delay)
-
-
 async def _asyncio_sleep(delay: float) -> None:
     import asyncio  # imported here: sync and SimPy users do not pay for asyncio
 
@@ -366,7 +355,7 @@ class RetryPolicy(CallDecorator):
         budget: RetryBudget | None = None,
         fallback: Callable[[BaseException], Any] | None = None,
         clock: Clock = MONOTONIC,
-        sleep: Callable[[float], object] = _sleep,
+        sleep: Callable[[float], object] = _timers.sleep,
         asleep: Callable[[float], Awaitable[object]] = _asyncio_sleep,
         rng: random.Random | None = None,
         listeners: Listeners[RetryEvent] | None = None,

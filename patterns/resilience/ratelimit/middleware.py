@@ -27,12 +27,12 @@ from patterns._decorate import (
     reject_awaitable_result,
     reject_coroutine_function,
 )
+from patterns._timers import sleep as sleep_blocking
 from patterns._validation import require_int_at_least, require_non_negative
 from patterns.resilience.ratelimit._base import (
     RateLimiter,
     RateLimitExceededError,
     check_sleep,
-    sleep_blocking,
 )
 
 __all__ = ["RateLimitMiddleware", "rate_limited"]
