@@ -50,6 +50,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from patterns._timers import MAX_WAIT
 from patterns._validation import (
     require_clock,
     require_finite,
@@ -126,10 +127,6 @@ class AggregateNotFoundError(LookupError):
 
 
 # --------------------------------------------------------------------------- checks
-
-_WAIT_CHUNK = 3600.0
-"""The longest single ``Condition.wait``: longer (or infinite) waits loop over chunks,
-since ``threading`` refuses timeouts above ``threading.TIMEOUT_MAX`` (OverflowError)."""
 
 _ENCODE_JSON = json.JSONEncoder(allow_nan=False).encode
 """``json.dumps(value, allow_nan=False)`` without building an encoder on every call (the
@@ -561,7 +558,7 @@ class InMemoryEventStore(EventStore):
                 remaining = deadline - MONOTONIC.now()
                 if remaining <= 0:
                     return False
-                self._changed.wait(min(remaining, _WAIT_CHUNK))
+                self._changed.wait(min(remaining, MAX_WAIT))
             return True
 
     def __repr__(self) -> str:

@@ -55,6 +55,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Generic, Literal, Protocol, TypeVar, cast, overload
 
 from patterns._decorate import is_async_callable, is_awaitable_result
+from patterns._timers import MAX_WAIT
 from patterns._validation import (
     require_clock,
     require_finite,
@@ -888,7 +889,6 @@ END: Final[Any] = _End()
 """Put this on the queue given to :func:`iter_batches` to end the stream."""
 
 
-_MAX_WAIT: Final = 3600.0  # the longest single blocking wait (seconds); longer ones loop
 
 
 def iter_batches(source: queue.Queue[Any], batcher: Batcher[T]) -> Iterator[list[T]]:
@@ -911,7 +911,7 @@ def _iter_batches(source: queue.Queue[Any], batcher: Batcher[T]) -> Iterator[lis
         try:
             # Queue.get(timeout=) overflows above TIMEOUT_MAX: wait in chunks, then poll
             item = source.get() if wait is None else source.get(
-                timeout=min(wait, _MAX_WAIT))
+                timeout=min(wait, MAX_WAIT))
         except queue.Empty:
             batch = batcher.poll()
         else:

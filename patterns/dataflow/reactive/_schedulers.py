@@ -25,6 +25,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from patterns._decorate import is_async_callable
+from patterns._timers import MAX_WAIT
 from patterns._validation import (
     require_clock,
     require_finite,
@@ -100,7 +101,6 @@ def _check(delay: float, action: Callable[[], object]) -> float:
     return float(delay)
 
 
-_MAX_WAIT = 3600.0  # the longest single blocking wait (seconds); longer ones loop
 
 
 class VirtualTimeScheduler:
@@ -299,7 +299,7 @@ def _join(thread: threading.Thread, timeout: float | None) -> None:
         left = deadline - time.monotonic()
         if left <= 0:
             return
-        thread.join(min(left, _MAX_WAIT))
+        thread.join(min(left, MAX_WAIT))
 
 
 def _on_loop_thread(loop: asyncio.AbstractEventLoop) -> bool:
