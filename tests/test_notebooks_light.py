@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import nbformat
 import pytest
+
+from tools import check_notebooks
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").rglob("*.ipynb"))
 NOTEBOOKS = [p for p in NOTEBOOKS if ".ipynb_checkpoints" not in p.parts]
@@ -32,8 +35,17 @@ def test_checked_cells_keep_their_output(path: Path) -> None:
             assert cell["execution_count"] is not None, f"cell {index} has no execution count"
 
 
-@pytest.mark.parametrize("path", [p for p in NOTEBOOKS if p.name != "00-index.ipynb"],
-                         ids=lambda p: p.name)
+SECTION_NOTEBOOKS = [p for p in NOTEBOOKS if check_notebooks.is_section_notebook(p)]
+
+
+@pytest.mark.parametrize("path", SECTION_NOTEBOOKS, ids=lambda p: p.name)
+def test_section_notebooks_keep_the_shape_of_design_md(path: Path) -> None:
+    """Answered exercises with hints, a prediction, short cells, one runtime per cell."""
+    problems = check_notebooks.shape_problems(nbformat.read(path, as_version=4))
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("path", SECTION_NOTEBOOKS, ids=lambda p: p.name)
 def test_section_notebooks_follow_the_course_shape(path: Path) -> None:
     notebook = json.loads(path.read_text(encoding="utf-8"))
     markdown = "\n".join("".join(c["source"]) for c in notebook["cells"]

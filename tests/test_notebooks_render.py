@@ -2,7 +2,8 @@
 
 nbval checks the printed evidence; this test executes each section notebook once more
 and checks what nbval does not: every cell that returns a figure shows it as an image,
-and every explorer cell shows a widget.
+every explorer cell shows a widget, and every number in the prose is one that the code
+around it shows (``tools/check_notebooks.py``).
 """
 
 from __future__ import annotations
@@ -13,9 +14,12 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
+from tools import check_notebooks
+
 ROOT = Path(__file__).resolve().parent.parent
 SECTIONS = sorted(p for p in (ROOT / "notebooks").rglob("*.ipynb")
-                  if p.name != "00-index.ipynb" and ".ipynb_checkpoints" not in p.parts)
+                  if check_notebooks.is_section_notebook(p)
+                  and ".ipynb_checkpoints" not in p.parts)
 
 
 def _last_line(cell: nbformat.NotebookNode) -> str:
@@ -42,4 +46,6 @@ def test_figures_render_as_images_and_explorers_as_widgets(path: Path) -> None:
             assert "application/vnd.jupyter.widget-view+json" in kinds, (
                 f"cell {index} ({last}) shows no widget: {kinds}")
     assert figures >= 2, "a section notebook shows its simulation in figures"
+    drift = check_notebooks.prose_problems(notebook)
+    assert not drift, "\n".join(drift)
     assert explorers >= 1, "a section notebook has sliders to explore"

@@ -7,7 +7,12 @@ generates, idempotently:
 * the block between ``<!-- sections:start -->`` and ``<!-- sections:end -->`` in
   ``README.md``: the same list, with links relative to the repository root;
 * the navigation cell (the first cell, tagged ``navigation``) of every section
-  notebook that exists: index, previous and next *written* notebook.
+  notebook that exists: index, previous and next *written* notebook;
+* the closing navigation cell (the last cell, tagged ``navigation-footer``) of every
+  section notebook and of the course's extra notebooks (the theory primer, the glossary):
+  previous and next again, the index, and the extras;
+* the learning path of the index: an order through the course (``learning_path`` in
+  ``[course]``), with each notebook's prerequisites and time, and a setup check to run.
 
 A section is "written" iff its notebook file exists.
 
@@ -40,6 +45,8 @@ START_MARKER = "<!-- sections:start -->"
 END_MARKER = "<!-- sections:end -->"
 NAV_TAG = "navigation"
 NAV_CELL_ID = "navigation"
+FOOTER_TAG = "navigation-footer"
+FOOTER_CELL_ID = "navigation-footer"
 COMING = "(coming)"
 
 KERNELSPEC = {"display_name": "Python 3", "language": "python", "name": "python3"}
@@ -61,6 +68,19 @@ class Section:
     title_en: str
     summary: str
     path: str  # relative to notebooks/, POSIX separators
+    minutes: int | None = None  # time a learner needs, for the learning path
+    requires: tuple[str, ...] = ()  # ids (section numbers or extras) to read first
+
+
+@dataclass(frozen=True)
+class Extra:
+    """A course notebook outside the guide's sections (the theory primer, the glossary)."""
+
+    id: str
+    title: str
+    summary: str
+    path: str  # relative to notebooks/, at its top level
+    minutes: int | None = None
 
 
 @dataclass(frozen=True)
@@ -77,6 +97,8 @@ class Course:
     title: str
     intro: str
     chapters: tuple[Chapter, ...]
+    extras: tuple[Extra, ...] = ()
+    learning_path: tuple[str, ...] = ()  # ids: section numbers and extra ids, in order
 
     @property
     def sections(self) -> tuple[Section, ...]:
@@ -111,11 +133,11 @@ def load_course(path: Path) -> Course:
     except tomllib.TOMLDecodeError as e:
         raise CourseError(f"{path}: invalid TOML: {e}") from None
 
-    _check_keys(data, {"course", "chapters"}, str(path))
+    _check_keys(data, {"course", "chapters", "extras"}, str(path))
     course_table = data.get("course")
     if not isinstance(course_table, dict):
         raise CourseError(f"{path}: missing [course] table")
-    _check_keys(course_table, {"title", "intro"}, f"{path} [course]")
+    _check_keys(course_table, {"title", "intro", "learning_path"}, f"{path} [course]")
     title = _text(course_table, "title", f"{path} [course]")
     intro = _text(course_table, "intro", f"{path} [course]")
 
@@ -143,13 +165,16 @@ def load_course(path: Path) -> Course:
         sections: list[Section] = []
         for st in section_tables:
             swhere = f"{path} section {st.get('number', '?')!r}"
-            _check_keys(st, {"number", "title_zh", "title_en", "summary", "path"}, swhere)
+            _check_keys(st, {"number", "title_zh", "title_en", "summary", "path",
+                             "minutes", "requires"}, swhere)
             section = Section(
                 number=_text(st, "number", swhere),
                 title_zh=_text(st, "title_zh", swhere),
                 title_en=_text(st, "title_en", swhere),
                 summary=_text(st, "summary", swhere),
                 path=_text(st, "path", swhere),
+                minutes=_minutes(st, swhere),
+                requires=_ids(st, "requires", swhere),
             )
             _validate_section(section, number, folder, swhere)
             if section.number in seen_numbers:
@@ -169,11 +194,76 @@ def load_course(path: Path) -> Course:
             )
         )
 
-    course = Course(title=title, intro=intro, chapters=tuple(chapters))
+    extras = _load_extras(data.get("extras", []), str(path), seen_paths)
+    course = Course(title=title, intro=intro, chapters=tuple(chapters), extras=extras,
+                    learning_path=_ids(course_table, "learning_path", f"{path} [course]"))
     keys = [_sort_key(s.number) for s in course.sections]
     if keys != sorted(keys):
         raise CourseError(f"{path}: sections are not in the guide's order")
+    _validate_learning_path(course, str(path))
     return course
+
+
+def _minutes(table: dict[str, Any], where: str) -> int | None:
+    value = table.get("minutes")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise CourseError(f"{where}: 'minutes' must be a positive integer, got {value!r}")
+    return value
+
+
+def _ids(table: dict[str, Any], key: str, where: str) -> tuple[str, ...]:
+    value = table.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise CourseError(f"{where}: {key!r} must be a list of ids, got {value!r}")
+    return tuple(value)
+
+
+def _load_extras(tables: Any, where: str, seen_paths: set[str]) -> tuple[Extra, ...]:
+    if not isinstance(tables, list):
+        raise CourseError(f"{where}: [[extras]] must be an array of tables")
+    extras: list[Extra] = []
+    for table in tables:
+        ewhere = f"{where} extra {table.get('id', '?')!r}"
+        _check_keys(table, {"id", "title", "summary", "path", "minutes"}, ewhere)
+        extra = Extra(id=_text(table, "id", ewhere), title=_text(table, "title", ewhere),
+                      summary=_text(table, "summary", ewhere),
+                      path=_text(table, "path", ewhere), minutes=_minutes(table, ewhere))
+        if not re.match(r"^[a-z][a-z-]*$", extra.id):
+            raise CourseError(f"{ewhere}: id must be a lower-case word, got {extra.id!r}")
+        if "/" in extra.path or not extra.path.endswith(".ipynb"):
+            raise CourseError(f"{ewhere}: path must be a notebook at the top of notebooks/, "
+                              f"got {extra.path!r}")
+        if extra.path in seen_paths or extra.path == INDEX_NAME:
+            raise CourseError(f"{ewhere}: duplicate path {extra.path!r}")
+        seen_paths.add(extra.path)
+        extras.append(extra)
+    return tuple(extras)
+
+
+def _validate_learning_path(course: Course, where: str) -> None:
+    known = {s.number for s in course.sections} | {e.id for e in course.extras}
+    for section in course.sections:
+        unknown = sorted(set(section.requires) - known)
+        if unknown:
+            raise CourseError(f"{where} section {section.number!r}: requires unknown {unknown}")
+    if not course.learning_path:
+        return
+    path = list(course.learning_path)
+    duplicates = sorted({i for i in path if path.count(i) > 1})
+    missing = sorted({s.number for s in course.sections} - set(path), key=str)
+    unknown = sorted(set(path) - known)
+    if duplicates or missing or unknown:
+        raise CourseError(f"{where} [course] learning_path: every section exactly once, "
+                          f"extras at most once; duplicated {duplicates}, missing {missing}, "
+                          f"unknown {unknown}")
+    position = {item: i for i, item in enumerate(path)}
+    for section in course.sections:
+        late = [r for r in section.requires if position[r] > position[section.number]]
+        if late:
+            raise CourseError(f"{where} [course] learning_path: {section.number} comes "
+                              f"before what it requires: {late}")
 
 
 def _sort_key(number: str) -> tuple[int, ...]:
@@ -238,8 +328,80 @@ def markdown_cell(source: str, metadata: dict[str, Any], cell_id: str | None) ->
     return node
 
 
+SETUP_CHECK = """\
+# Run this cell first (Shift+Enter): it checks that everything the course needs is installed.
+from simulations.kit.setup_check import check_setup
+
+check_setup()"""
+
+
+def code_cell(source: str, cell_id: str | None) -> NotebookNode:
+    cell: dict[str, Any] = {"cell_type": "code", "metadata": {}, "source": source,
+                            "execution_count": None, "outputs": []}
+    if cell_id is not None:
+        cell["id"] = cell_id
+    node: NotebookNode = nbformat.from_dict(cell)  # type: ignore[no-untyped-call]
+    return node
+
+
+def _label(course: Course, item: str, written: set[str], link_prefix: str) -> str:
+    """A Markdown link to a section or extra by id (plain text when not written yet)."""
+    for extra in course.extras:
+        if extra.id == item:
+            return f"[{extra.title}]({link_prefix}{extra.path})"
+    section = next(s for s in course.sections if s.number == item)
+    if section.path in written:
+        return f"[{section_label(section)}]({link_prefix}{section.path})"
+    return f"{section_label(section)} {COMING}"
+
+
+def render_learning_path(course: Course, written: set[str]) -> str:
+    """The index's learning path: an order, what to read first, and the time each takes."""
+    lines = [
+        "## Learning path",
+        "",
+        "The guide's order is not the only one. This path starts with the theory the "
+        "simulations are checked against, then the patterns that protect one call (retry, "
+        "breaker, bulkhead, timeout, rate limit), then data flow, execution and control, "
+        "then consistency across services, and ends with architecture. *Read first* lists "
+        "what a notebook builds on; the time is for reading, running and one exercise.",
+        "",
+        "| Step | Notebook | Read first | Time |",
+        "|---|---|---|---|",
+    ]
+    by_number = {s.number: s for s in course.sections}
+    extras = {e.id: e for e in course.extras}
+    total = 0
+    for step, item in enumerate(course.learning_path, start=1):
+        requires = by_number[item].requires if item in by_number else ()
+        minutes = (by_number[item].minutes if item in by_number else extras[item].minutes)
+        first = ", ".join(_label(course, r, written, "") for r in requires) or "—"
+        time = f"{minutes} min" if minutes else "—"
+        if minutes and (item in extras or by_number[item].path in written):
+            total += minutes
+        lines.append(f"| {step} | {_label(course, item, written, '')} | {first} | {time} |")
+    lines += ["", f"The notebooks written so far take about {total / 60:.0f} hours in all."]
+    return "\n".join(lines)
+
+
+def render_extras(course: Course) -> str:
+    lines = ["## Companions", "", "| Notebook | What it gives |", "|---|---|"]
+    lines += [f"| [{e.title}]({e.path}) | {e.summary} |" for e in course.extras]
+    return "\n".join(lines)
+
+
 def build_index(course: Course, written: set[str]) -> NotebookNode:
-    cells = [markdown_cell(f"# {course.title}\n\n{course.intro}", {}, "title")]
+    cells = [
+        markdown_cell(f"# {course.title}\n\n{course.intro}", {}, "title"),
+        markdown_cell("## Before you start\n\nRun the cell below. It lists what the course "
+                      "needs and ends with **ready** when all of it is there; anything "
+                      "missing is named with the command that installs it.", {}, "setup"),
+        code_cell(SETUP_CHECK, "setup-check"),
+    ]
+    if course.learning_path:
+        cells.append(markdown_cell(render_learning_path(course, written), {}, "learning-path"))
+    if course.extras:
+        cells.append(markdown_cell(render_extras(course), {}, "companions"))
     blocks = render_section_list(course, written, "", "##")
     for chapter, block in zip(course.chapters, blocks, strict=True):
         cells.append(markdown_cell(block, {}, f"chapter-{chapter.number}"))
@@ -269,6 +431,31 @@ def nav_line(section: Section, previous: Section | None, following: Section | No
         parts.append(f"← [{section_label(previous)}]({_relative(previous.path, section.path)})")
     if following is not None:
         parts.append(f"[{section_label(following)} →]({_relative(following.path, section.path)})")
+    return " · ".join(parts)
+
+
+def footer_line(course: Course, here: str, previous: Section | None,
+                following: Section | None, written: set[str]) -> str:
+    """The closing navigation of the notebook at ``here`` (relative to notebooks/)."""
+    parts = []
+    if following is not None:
+        parts.append(f"**Next:** [{section_label(following)} →]"
+                     f"({_relative(following.path, here)})")
+    else:
+        parts.append(f"**Next:** back to the [index and the learning path]"
+                     f"({_relative(INDEX_NAME, here)})")
+    if previous is not None:
+        parts.append(f"← [{section_label(previous)}]({_relative(previous.path, here)})")
+    parts.append(f"[Index]({_relative(INDEX_NAME, here)})")
+    parts += [f"[{e.title}]({_relative(e.path, here)})" for e in course.extras
+              if e.path != here and e.path in written]
+    return "---\n\n" + " · ".join(parts)
+
+
+def extra_nav_line(course: Course, extra: Extra, written: set[str]) -> str:
+    parts = [f"[Index]({INDEX_NAME})"]
+    parts += [f"[{e.title}]({e.path})" for e in course.extras
+              if e.id != extra.id and e.path in written]
     return " · ".join(parts)
 
 
@@ -326,6 +513,27 @@ def apply_nav(nb: NotebookNode, line: str, where: str) -> bool:
     return True
 
 
+def apply_footer(nb: NotebookNode, line: str, where: str) -> bool:
+    """Make the notebook's last cell the closing navigation cell; return whether it changed."""
+    cells: list[NotebookNode] = nb.cells
+    tags_of_last = cells[-1].get("metadata", {}).get("tags", []) if cells else []
+    has_footer = isinstance(tags_of_last, list) and FOOTER_TAG in tags_of_last
+    if _uses_ids(nb):
+        others = cells[:-1] if has_footer else cells
+        if any(c.get("id") == FOOTER_CELL_ID for c in others):
+            raise CourseError(f"{where}: a cell other than the last has the id "
+                              f"{FOOTER_CELL_ID!r}, which the closing navigation cell needs")
+    wanted_id = FOOTER_CELL_ID if _uses_ids(nb) else None
+    if not has_footer:
+        cells.append(markdown_cell(line, {"tags": [FOOTER_TAG]}, wanted_id))
+        return True
+    old = cells[-1]
+    if old.cell_type == "markdown" and old.source == line and old.get("id") == wanted_id:
+        return False
+    cells[-1] = markdown_cell(line, old.metadata, wanted_id)
+    return True
+
+
 # --------------------------------------------------------------------------- planning
 
 
@@ -341,7 +549,7 @@ def written_sections(course: Course, notebooks: Path) -> list[Section]:
 
 
 def unlisted_notebooks(course: Course, notebooks: Path) -> list[str]:
-    listed = {s.path for s in course.sections} | {INDEX_NAME}
+    listed = {s.path for s in course.sections} | {e.path for e in course.extras} | {INDEX_NAME}
     found = []
     for p in sorted(notebooks.rglob("*.ipynb")):
         rel = p.relative_to(notebooks).as_posix()
@@ -377,7 +585,8 @@ def plan(root: Path, course: Course) -> list[Change]:
     """Everything that must be written to bring ``root`` up to date."""
     notebooks = root / NOTEBOOKS_DIR
     written = written_sections(course, notebooks)
-    written_paths = {s.path for s in written}
+    written_paths = {s.path for s in written} | {
+        e.path for e in course.extras if (notebooks / e.path).is_file()}
     changes: list[Change] = []
 
     index_path = notebooks / INDEX_NAME
@@ -403,8 +612,22 @@ def plan(root: Path, course: Course) -> list[Change]:
         previous = written[i - 1] if i > 0 else None
         following = written[i + 1] if i + 1 < len(written) else None
         nb = read_notebook(path)
-        if apply_nav(nb, nav_line(section, previous, following), str(path)):
-            changes.append(Change(path, dumps_notebook(nb), "navigation cell out of date"))
+        nav = apply_nav(nb, nav_line(section, previous, following), str(path))
+        footer = apply_footer(
+            nb, footer_line(course, section.path, previous, following, written_paths),
+            str(path))
+        if nav or footer:
+            changes.append(Change(path, dumps_notebook(nb), "navigation cells out of date"))
+    for extra in course.extras:
+        path = notebooks / extra.path
+        if extra.path not in written_paths:
+            continue
+        nb = read_notebook(path)
+        nav = apply_nav(nb, extra_nav_line(course, extra, written_paths), str(path))
+        footer = apply_footer(nb, footer_line(course, extra.path, None, None, written_paths),
+                              str(path))
+        if nav or footer:
+            changes.append(Change(path, dumps_notebook(nb), "navigation cells out of date"))
     return changes
 
 
