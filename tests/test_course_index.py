@@ -209,7 +209,8 @@ def test_navigation_keeps_the_rest_of_the_notebook(course: Path) -> None:
     before = load_json(path)
     assert run(course).returncode == 0
     after = load_json(path)
-    assert after["cells"][1:] == before["cells"]
+    assert after["cells"][1:-1] == before["cells"]
+    assert after["cells"][-1]["metadata"] == {"tags": ["navigation-footer"]}
     assert after["metadata"] == before["metadata"]
     assert after["cells"][2]["outputs"][0]["text"] == ["42\n"]
     assert after["cells"][2]["execution_count"] == 7
@@ -233,7 +234,7 @@ def test_existing_navigation_cell_is_replaced_not_duplicated(course: Path) -> No
     assert sum("navigation" in c["metadata"].get("tags", []) for c in cells) == 1
     assert "4.1 Retry and back-off" in "".join(cells[0]["source"])
     assert cells[0]["metadata"] == {"tags": ["navigation", "extra"], "editable": False}
-    assert len(cells) == 3
+    assert len(cells) == 4  # navigation, the two cells, the closing navigation
 
 
 def test_notebook_left_alone_when_navigation_is_current(course: Path) -> None:
@@ -268,7 +269,9 @@ def test_index_links_written_sections_and_marks_the_others_coming(course: Path) 
     index = load_json(index_path)
     assert index["nbformat"] == 4
     assert index["metadata"]["kernelspec"]["name"] == "python3"
-    assert {c["cell_type"] for c in index["cells"]} == {"markdown"}
+    code = [c for c in index["cells"] if c["cell_type"] == "code"]
+    assert len(code) == 1
+    assert "check_setup()" in "".join(code[0]["source"])
     nbformat.validate(nbformat.reads(index_path.read_text(encoding="utf-8"), as_version=4))
     text = "\n".join("".join(c["source"]) for c in index["cells"])
     assert "Shift+Enter" in text
@@ -370,3 +373,107 @@ def test_bad_sections_toml_is_reported(course: Path) -> None:
     assert result.returncode != 0
     assert "section '4.2'" in result.stderr
     assert "4.2-breaker.ipynb" in result.stderr
+
+
+# --------------------------------------------------------------------------- closing navigation
+
+
+def last_cell(path: Path) -> dict[str, Any]:
+    cell: dict[str, Any] = load_json(path)["cells"][-1]
+    return cell
+
+
+def test_closing_navigation_names_next_previous_and_index(course: Path) -> None:
+    assert run(course).returncode == 0
+    nb_dir = course / "notebooks"
+    footer = last_cell(nb_dir / P42)
+    assert footer["metadata"] == {"tags": ["navigation-footer"]}
+    assert footer["id"] == "navigation-footer"
+    source = "".join(footer["source"])
+    assert "**Next:** [5.1 Distributed locks →](../05-consistency/5.1-distributed-locks.ipynb)" in (
+        source)
+    assert "← [4.1 Retry and back-off](4.1-retry-and-backoff.ipynb)" in source
+    assert "[Index](../00-index.ipynb)" in source
+    # The last written section is no dead end: it leads back to the learning path.
+    assert "**Next:** back to the [index and the learning path](../00-index.ipynb)" in (
+        "".join(last_cell(nb_dir / P51)["source"]))
+
+
+def test_closing_navigation_is_replaced_not_duplicated(course: Path) -> None:
+    assert run(course).returncode == 0
+    path = course / "notebooks" / P41
+    nb = nbformat.read(path, as_version=4)
+    nb.cells[-1].source = "stale"
+    nbformat.write(nb, path)
+    assert run(course, "--check").returncode == 1
+    assert run(course).returncode == 0
+    cells = load_json(path)["cells"]
+    assert sum("navigation-footer" in c["metadata"].get("tags", []) for c in cells) == 1
+    assert "stale" not in "".join(cells[-1]["source"])
+
+
+def test_extras_get_navigation_and_are_linked_once_written(course: Path) -> None:
+    assert run(course).returncode == 0
+    nb_dir = course / "notebooks"
+    assert "00-theory-primer.ipynb" not in "".join(last_cell(nb_dir / P42)["source"])
+    primer = nb_dir / "00-theory-primer.ipynb"
+    nbformat.write(new_notebook(cells=[new_markdown_cell("# Primer", id="title")]), primer)
+    assert run(course, "--check").returncode == 1  # the footers now lack the primer
+    assert run(course).returncode == 0
+    assert "[Theory primer](../00-theory-primer.ipynb)" in "".join(
+        last_cell(nb_dir / P42)["source"])
+    cells = load_json(primer)["cells"]
+    assert "".join(cells[0]["source"]).startswith("[Index](00-index.ipynb)")
+    assert "navigation-footer" in cells[-1]["metadata"]["tags"]
+    assert run(course, "--check").returncode == 0
+
+
+# --------------------------------------------------------------------------- learning path
+
+
+def test_learning_path_lists_every_section_in_order_with_prerequisites(course: Path) -> None:
+    assert run(course).returncode == 0
+    index = load_json(course / "notebooks" / "00-index.ipynb")
+    cell = next(c for c in index["cells"] if c.get("id") == "learning-path")
+    rows = [line for line in "".join(cell["source"]).splitlines() if line.startswith("| ")]
+    course_def = build_course.load_course(course / "notebooks" / "sections.toml")
+    assert len(rows) - 1 == len(course_def.learning_path)  # one header row
+    by_step = {int(r.split("|")[1]): r for r in rows[1:]}
+    for step, item in enumerate(course_def.learning_path, start=1):
+        row = by_step[step]
+        if item == "primer":
+            assert "Theory primer" in row
+            continue
+        section = next(s for s in course_def.sections if s.number == item)
+        assert f"{section.number} {section.title_en}" in row
+        assert f"{section.minutes} min" in row
+        if section.path == P42:  # written, and requires 4.1 (written): both linked
+            assert "[4.1 Retry and back-off](04-fault-tolerance/4.1-retry-and-backoff.ipynb)" in (
+                row.split("|")[3])
+        if section.number == "4.3":  # not written yet
+            assert "4.3 Bulkheads and isolation (coming)" in row
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda t: t.replace('"4.2", "4.3"', '"4.3"', 1), "missing ['4.2']"),
+        (lambda t: t.replace('"4.2", "4.3"', '"4.2", "4.2", "4.3"', 1), "duplicated ['4.2']"),
+        (lambda t: t.replace('"4.2", "4.3"', '"4.2", "9.9", "4.3"', 1), "unknown ['9.9']"),
+        (lambda t: t.replace('requires = ["4.1"]', 'requires = ["nowhere"]', 1),
+         "requires unknown ['nowhere']"),
+        (lambda t: t.replace('requires = ["4.1"]', 'requires = ["5.1"]', 1),
+         "before what it requires: ['5.1']"),
+        (lambda t: t.replace("minutes = 40", "minutes = 0", 1), "positive integer, got 0"),
+    ],
+    ids=["missing", "duplicated", "unknown", "unknown-requirement", "late-requirement",
+         "zero-minutes"],
+)
+def test_bad_learning_path_is_reported(course: Path, edit: Any, message: str) -> None:
+    toml = course / "notebooks" / "sections.toml"
+    edited = edit(toml.read_text(encoding="utf-8"))
+    assert edited != toml.read_text(encoding="utf-8")
+    toml.write_text(edited, encoding="utf-8")
+    result = run(course)
+    assert result.returncode != 0
+    assert message in result.stderr
