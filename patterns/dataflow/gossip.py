@@ -21,7 +21,14 @@ maintenance" (PODC 1987):
   rumour after ``k`` unnecessary contacts (counter) or with probability ``1/k`` at each
   (coin), judged on the recipient's feedback ("I knew that") or blindly after every
   send. Cheap and fast, but it leaves a residue of nodes that never heard; an occasional
-  anti-entropy exchange (``anti_entropy_every``) repairs it.
+  anti-entropy exchange (``anti_entropy_every``) repairs it. ``reset_on_news=True`` gives
+  Demers et al.'s counter, which a contact that was news resets.
+
+A node answers what it receives with what it knows when the message arrives, so in one
+round news can travel two hops (a node told early in the round passes it on to a later
+caller). ``GossipConfig(synchronous=True)`` answers as of the start of the node's round
+instead: the synchronous rounds of the epidemic theory, in which all contacts of a round
+happen at once (Demers et al.'s simulations, Karp et al.'s push-pull).
 
 What the guide's sketch (``StateReplication``) gets wrong, and what this module does:
 
@@ -186,12 +193,20 @@ class RumourMongering:
     knew the rumour. ``feedback=False`` ("blind"): every send counts, and no reply is sent.
     ``anti_entropy_every=m`` adds one anti-entropy push-pull exchange every ``m`` rounds to
     repair the rumour's residue (0: never).
+
+    ``reset_on_news=True`` (feedback with a counter only): the recipient also reports the
+    rumours that were news to it, and such a contact resets the rumour's count, so a node
+    loses interest after ``k`` unnecessary contacts with no necessary one in between. This
+    is the counter of Demers et al. (1987, Table 1); it spends more messages than the plain
+    count and leaves a smaller residue. It costs one reply per contact instead of one per
+    unnecessary contact.
     """
 
     k: int = 2
     feedback: bool = True
     loss_of_interest: LossOfInterest = LossOfInterest.COUNTER
     anti_entropy_every: int = 0
+    reset_on_news: bool = False
 
     def __post_init__(self) -> None:
         require_int_at_least("k", self.k, 1)
@@ -201,16 +216,35 @@ class RumourMongering:
             raise TypeError(
                 f"loss_of_interest must be a LossOfInterest, got {self.loss_of_interest!r}")
         require_int_at_least("anti_entropy_every", self.anti_entropy_every, 0)
+        if not isinstance(self.reset_on_news, bool):
+            raise TypeError(f"reset_on_news must be a bool, got {self.reset_on_news!r}")
+        if self.reset_on_news and not (
+                self.feedback and self.loss_of_interest is LossOfInterest.COUNTER):
+            raise ValueError(
+                f"reset_on_news=True needs feedback=True and a COUNTER (only a counter "
+                f"told about news can reset), got feedback={self.feedback!r}, "
+                f"loss_of_interest={self.loss_of_interest}")
 
 
 @dataclass(frozen=True, slots=True)
 class GossipConfig:
-    """How a node gossips: ``mode`` and ``fanout`` (peers contacted per round), and
-    ``rumour_mongering`` (None: anti-entropy every round)."""
+    """How a node gossips: ``mode`` and ``fanout`` (peers contacted per round),
+    ``rumour_mongering`` (None: anti-entropy every round) and ``synchronous``.
+
+    ``synchronous=False`` (the default): a node answers with what it knows when a message
+    arrives. ``synchronous=True``: within a round (from one ``tick()`` to the next) it
+    answers as it was when the round began: a push-pull or pull reply carries the state it
+    held at its last ``tick()``, a rumour it learned during the round is still news to every
+    sender of the round, and it hands out only the rumours it held then. That is the
+    synchronous round of the epidemic theory, where every contact of a round happens at
+    once; a driver that delivers each round's messages before the next ``tick()`` then
+    runs exactly that model. It costs a copy of the state in each round the state changes.
+    """
 
     mode: Mode = Mode.PUSH_PULL
     fanout: int = 1
     rumour_mongering: RumourMongering | None = None
+    synchronous: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.mode, Mode):
@@ -221,6 +255,8 @@ class GossipConfig:
             raise TypeError(
                 f"rumour_mongering must be a RumourMongering or None, "
                 f"got {self.rumour_mongering!r}")
+        if not isinstance(self.synchronous, bool):
+            raise TypeError(f"synchronous must be a bool, got {self.synchronous!r}")
 
 
 # --- messages -----------------------------------------------------------------------
@@ -263,21 +299,25 @@ class Rumours(Generic[S]):
     """Rumour mongering: the sender's hot rumours (possibly none).
 
     ``wants_feedback``: answer with the ids you already knew. ``wants_rumours``: answer
-    with your own hot rumours (a pull).
+    with your own hot rumours (a pull). ``wants_news``: with ``wants_feedback``, answer
+    also with the ids that were news to you (for a counter that news resets).
     """
 
     sender: NodeId
     rumours: tuple[Rumour[S], ...]
     wants_feedback: bool
     wants_rumours: bool
+    wants_news: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class Feedback:
-    """Rumour mongering: the rumours the sender of this message already knew."""
+    """Rumour mongering: the rumours the sender of this message already knew, and (when
+    asked with ``Rumours.wants_news``) those that were news to it."""
 
     sender: NodeId
     known: tuple[RumourId, ...]
+    news: tuple[RumourId, ...] = ()
 
 
 Message: TypeAlias = "StatePush[Any] | StateRequest | StateReply[Any] | Rumours[Any] | Feedback"
@@ -336,10 +376,12 @@ class GossipMetrics:
 
 
 class _Hot(Generic[S]):
-    __slots__ = ("delta", "unnecessary")
+    __slots__ = ("delta", "since", "unnecessary")
 
-    def __init__(self, delta: S) -> None:
+    def __init__(self, delta: S, since: int) -> None:
         self.delta = delta
+        self.since = since
+        """The node's round when the rumour became hot (it was learned after that tick)."""
         self.unnecessary = 0
 
 
@@ -397,6 +439,9 @@ class GossipNode(Generic[S]):
         rumour = self.config.rumour_mongering
         self._rumour = rumour
         self._coin = rumour is not None and rumour.loss_of_interest is LossOfInterest.COIN
+        self._synchronous = self.config.synchronous
+        self._round_start: S | None = None
+        """synchronous: the state at the last tick(), kept once it changes (None: unchanged)."""
 
     # -- reading -------------------------------------------------------------------
 
@@ -441,11 +486,12 @@ class GossipNode(Generic[S]):
         with self._lock:
             self._sequence += 1
             rumour_id: RumourId = (self.node_id, self._sequence)
+            self._keep_round_start()
             changed = self._state.merge(delta)
             if changed:
                 self._changes += 1
             if self._rumour is not None:
-                self._hot[rumour_id] = _Hot(delta.copy())
+                self._hot[rumour_id] = _Hot(delta.copy(), self._round)
             current_round = self._round
         if changed and self.listeners:
             self.listeners.emit(StateChanged(self.node_id, self.node_id, current_round))
@@ -458,6 +504,7 @@ class GossipNode(Generic[S]):
         lost: list[LostInterest] = []
         with self._lock:
             self._round += 1
+            self._round_start = None
             config = self.config
             peers = self._sampler.sample(config.fanout, self._rng)
             rumour = self._rumour
@@ -489,7 +536,8 @@ class GossipNode(Generic[S]):
             ask: Rumours[S] = Rumours(self.node_id, (), False, True)
             return [Send(peer, ask) for peer in peers]
         hot = tuple(Rumour(rumour_id, entry.delta) for rumour_id, entry in self._hot.items())
-        message = Rumours(self.node_id, hot, rumour.feedback, wants_rumours)
+        message = Rumours(self.node_id, hot, rumour.feedback, wants_rumours,
+                          rumour.reset_on_news)
         if not rumour.feedback:
             for _ in peers:
                 self._unnecessary([r.id for r in hot], lost)
@@ -524,20 +572,26 @@ class GossipNode(Generic[S]):
             self._received += 1
             me = self.node_id
             if isinstance(message, StatePush):
+                self._keep_round_start()
                 if self._state.merge(message.state):
                     changed_by = message.sender
-                if message.reply and self._state != message.state:
-                    replies.append(Send(message.sender, StateReply(me, self._state.copy())))
+                if message.reply:
+                    reply = self._push_pull_reply(message.state)
+                    if reply is not None:
+                        replies.append(Send(message.sender, StateReply(me, reply)))
             elif isinstance(message, StateReply):
+                self._keep_round_start()
                 if self._state.merge(message.state):
                     changed_by = message.sender
             elif isinstance(message, StateRequest):
-                replies.append(Send(message.sender, StateReply(me, self._state.copy())))
+                replies.append(Send(message.sender, StateReply(me, self._answer_state().copy())))
             elif isinstance(message, Rumours):
                 changed_by = self._take_rumours(message, replies)
             elif isinstance(message, Feedback):
                 if self._rumour is not None and self._rumour.feedback:
                     self._unnecessary(message.known, lost)
+                    if self._rumour.reset_on_news:
+                        self._reset(message.news)
             else:
                 raise TypeError(f"message must be a gossip message, got {message!r}")
             if changed_by is not None:
@@ -549,28 +603,72 @@ class GossipNode(Generic[S]):
         self._emit_lost(lost)
         return replies
 
+    def _keep_round_start(self) -> None:
+        """synchronous: before the first change of a round, keep the state as it was."""
+        if self._synchronous and self._round_start is None:
+            self._round_start = self._state.copy()
+
+    def _answer_state(self) -> S:
+        """The state this node answers with: now, or (synchronous) at its round's start."""
+        start = self._round_start
+        return self._state if start is None else start
+
+    def _push_pull_reply(self, caller_state: S) -> S | None:
+        """The callee's answer to a push-pull, or None when it would teach the caller nothing."""
+        if not self._synchronous:  # merged already: differ iff the caller lacks something
+            return self._state.copy() if self._state != caller_state else None
+        answer = self._answer_state()
+        probe = caller_state.copy()
+        return answer.copy() if probe.merge(answer) else None
+
+    def _knew_at_round_start(self, delta: S) -> bool:
+        """synchronous: whether ``delta`` (already in the state) was in it at the round's start."""
+        start = self._round_start
+        if start is None:
+            return True
+        return not start.copy().merge(delta)
+
+    def _reset(self, rumour_ids: Iterable[RumourId]) -> None:
+        for rumour_id in rumour_ids:
+            entry = self._hot.get(rumour_id)
+            if entry is not None:
+                entry.unnecessary = 0
+
     def _take_rumours(self, message: Rumours[S], replies: list[Send]) -> NodeId | None:
         changed_by: NodeId | None = None
         known: list[RumourId] = []
+        news: list[RumourId] = []
         fresh: set[RumourId] = set()
+        synchronous = self._synchronous
+        if message.rumours:
+            self._keep_round_start()
         for rumour in message.rumours:
             if self._state.merge(rumour.delta):
                 changed_by = message.sender
                 fresh.add(rumour.id)
+                news.append(rumour.id)
                 if self._rumour is not None and rumour.id not in self._hot:
-                    self._hot[rumour.id] = _Hot(rumour.delta)
+                    self._hot[rumour.id] = _Hot(rumour.delta, self._round)
+            elif synchronous and not self._knew_at_round_start(rumour.delta):
+                news.append(rumour.id)  # learned this round from another sender: still news
             else:
                 known.append(rumour.id)
         me = self.node_id
-        if message.wants_feedback and known:
-            replies.append(Send(message.sender, Feedback(me, tuple(known))))
+        if message.wants_feedback and (known or (news and message.wants_news)):
+            replies.append(Send(message.sender, Feedback(
+                me, tuple(known), tuple(news) if message.wants_news else ())))
         if message.wants_rumours and self._hot:
+            current = self._round
             sent_back = tuple(Rumour(rumour_id, entry.delta)
-                              for rumour_id, entry in self._hot.items() if rumour_id not in fresh)
+                              for rumour_id, entry in self._hot.items()
+                              if rumour_id not in fresh
+                              and not (synchronous and entry.since == current))
             if sent_back:
                 mongering = self._rumour
                 feedback = mongering is not None and mongering.feedback
-                replies.append(Send(message.sender, Rumours(me, sent_back, feedback, False)))
+                wants_news = mongering is not None and mongering.reset_on_news
+                replies.append(Send(message.sender,
+                                    Rumours(me, sent_back, feedback, False, wants_news)))
                 if mongering is not None and not feedback:
                     self._unnecessary([r.id for r in sent_back], [])
         return changed_by

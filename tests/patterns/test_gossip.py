@@ -24,6 +24,7 @@ from patterns.dataflow.gossip import (
     LostInterest,
     Mode,
     PeerList,
+    Rumour,
     RumourMongering,
     Rumours,
     Send,
@@ -75,6 +76,7 @@ def complete(names: Sequence[str], config: GossipConfig | None = None,
     ({"fanout": 1.5}, "fanout"),
     ({"mode": "push"}, "mode"),
     ({"rumour_mongering": 3}, "rumour_mongering"),
+    ({"synchronous": 1}, "synchronous"),
 ])
 def test_bad_config_names_parameter_and_value(kwargs: dict[str, object], needle: str) -> None:
     with pytest.raises((ValueError, TypeError), match=needle):
@@ -86,6 +88,9 @@ def test_bad_config_names_parameter_and_value(kwargs: dict[str, object], needle:
     ({"feedback": "yes"}, "feedback"),
     ({"loss_of_interest": "coin"}, "loss_of_interest"),
     ({"anti_entropy_every": -1}, "anti_entropy_every"),
+    ({"reset_on_news": "yes"}, "reset_on_news"),
+    ({"reset_on_news": True, "feedback": False}, "reset_on_news"),
+    ({"reset_on_news": True, "loss_of_interest": LossOfInterest.COIN}, "reset_on_news"),
 ])
 def test_bad_rumour_config(kwargs: dict[str, object], needle: str) -> None:
     with pytest.raises((ValueError, TypeError), match=needle):
@@ -153,6 +158,35 @@ def test_push_pull_replies_only_when_the_callee_knows_more() -> None:
     assert nodes["a"].state == nodes["b"].state == GSet[str]("z", {"x", "y"})
 
 
+def test_synchronous_push_pull_answers_with_the_state_of_the_rounds_start() -> None:
+    # b learns x from a's push; c's push of the same round finds b as it was when the
+    # round began (knowing nothing c lacks), so b does not pass x on before the next round.
+    for synchronous, relayed in ((False, True), (True, False)):
+        nodes = complete(["a", "b", "c"], GossipConfig(synchronous=synchronous))
+        nodes["a"].publish(GSet[str]("a", {"x"}))
+        for node in nodes.values():
+            node.tick()
+        assert nodes["b"].receive(StatePush("a", nodes["a"].snapshot(), True)) == []
+        replies = nodes["b"].receive(StatePush("c", nodes["c"].snapshot(), True))
+        assert bool(replies) is relayed, synchronous
+        request = nodes["b"].receive(StateRequest("c"))[0].message
+        assert isinstance(request, StateReply)
+        assert ("x" in request.state) is relayed
+        nodes["b"].tick()  # a new round: now b answers with what it learnt
+        replies = nodes["b"].receive(StatePush("c", nodes["c"].snapshot(), True))
+        assert [type(reply.message) for reply in replies] == [StateReply]
+        assert "x" in replies[0].message.state  # type: ignore[union-attr]
+
+
+def test_synchronous_push_pull_sends_no_reply_when_the_caller_knows_it_all() -> None:
+    nodes = complete(["a", "b"], GossipConfig(synchronous=True))
+    nodes["b"].publish(GSet[str]("b", {"y"}))
+    nodes["a"].publish(GSet[str]("a", {"x", "y"}))
+    nodes["b"].tick()
+    assert nodes["b"].receive(StatePush("a", nodes["a"].snapshot(), True)) == []
+    assert nodes["b"].state.value == {"x", "y"}
+
+
 def test_state_changed_events_name_the_source_and_are_emitted_once_per_change() -> None:
     nodes = complete(["a", "b"], GossipConfig(mode=Mode.PUSH))
     events: list[object] = []
@@ -206,6 +240,73 @@ def test_feedback_comes_only_for_rumours_already_known() -> None:
     assert receiver.hot_rumours == 1
     replies = receiver.receive(message)  # the same rumour again: "I knew that"
     assert [type(reply.message) for reply in replies] == [Feedback]
+
+
+def test_a_counter_reset_on_news_loses_interest_after_k_unnecessary_contacts_in_a_row() -> None:
+    node = rumour_node("a", ["b"], RumourMongering(k=2, reset_on_news=True))
+    rumour_id = node.publish(GSet[str]("a", {"x"}))
+    message = node.tick()[0].message
+    assert isinstance(message, Rumours)
+    assert message.wants_news
+    for feedback in (Feedback("b", (rumour_id,)), Feedback("b", (), (rumour_id,)),
+                     Feedback("b", (rumour_id,))):
+        node.receive(feedback)
+        assert node.hot_rumours == 1  # the news in between reset the count
+    node.receive(Feedback("b", (rumour_id,)))
+    assert node.hot_rumours == 0
+    plain = rumour_node("a", ["b"], RumourMongering(k=2))
+    rumour_id = plain.publish(GSet[str]("a", {"x"}))
+    assert not plain.tick()[0].message.wants_news  # type: ignore[union-attr]
+    for feedback in (Feedback("b", (rumour_id,)), Feedback("b", (), (rumour_id,)),
+                     Feedback("b", (rumour_id,))):
+        plain.receive(feedback)
+    assert plain.hot_rumours == 0  # news does not reset the plain count
+
+
+def test_the_recipient_reports_news_only_when_asked() -> None:
+    sender = rumour_node("a", ["b"], RumourMongering(reset_on_news=True))
+    receiver = rumour_node("b", ["a"], RumourMongering())
+    rumour_id = sender.publish(GSet[str]("a", {"x"}))
+    replies = receiver.receive(sender.tick()[0].message)
+    assert [reply.message for reply in replies] == [Feedback("b", (), (rumour_id,))]
+    sender.receive(replies[0].message)
+    quiet = rumour_node("c", ["b"], RumourMongering())
+    quiet.publish(GSet[str]("c", {"y"}))
+    assert receiver.receive(quiet.tick()[0].message) == []
+
+
+def test_synchronous_feedback_judges_against_the_start_of_the_round() -> None:
+    # Two senders push x to b in the same round. Judged on arrival, the second one hears
+    # "I knew that"; judged against the round's start (Demers et al.'s cycles), x was news
+    # to b for both. In the next round x is known.
+    rumour_id = ("a", 1)
+    x = (Rumour(rumour_id, GSet[str]("a", {"x"})),)
+    for synchronous, second in ((False, Feedback("b", (rumour_id,), ())),
+                                (True, Feedback("b", (), (rumour_id,)))):
+        config = GossipConfig(mode=Mode.PUSH, synchronous=synchronous,
+                              rumour_mongering=RumourMongering(reset_on_news=True))
+        b = gset_node("b", ["a", "c"], config)
+        b.tick()
+        first = b.receive(Rumours("a", x, True, False, True))
+        assert [reply.message for reply in first] == [Feedback("b", (), (rumour_id,))]
+        again = b.receive(Rumours("c", x, True, False, True))
+        assert [reply.message for reply in again] == [second], synchronous
+        b.tick()
+        later = b.receive(Rumours("c", x, True, False, True))
+        assert [reply.message for reply in later] == [Feedback("b", (rumour_id,), ())]
+
+
+def test_synchronous_pull_hands_out_only_the_rumours_held_when_the_round_began() -> None:
+    config = GossipConfig(mode=Mode.PULL, synchronous=True,
+                          rumour_mongering=RumourMongering())
+    holder = gset_node("b", ["a"], config)
+    holder.tick()
+    holder.publish(GSet[str]("b", {"x"}))
+    ask: Rumours[GSet[str]] = Rumours("a", (), False, True)
+    assert holder.receive(ask) == []  # published during this round
+    holder.tick()
+    replies = holder.receive(ask)
+    assert [type(reply.message) for reply in replies] == [Rumours]
 
 
 def test_blind_counter_loses_interest_after_k_sends_without_any_reply() -> None:
@@ -277,12 +378,14 @@ def test_rumour_mongering_with_repair_reaches_every_node() -> None:
                      max_size=30),
     loss=st.sampled_from([0.0, 0.2, 0.5]),
     mode=st.sampled_from(list(Mode)),
+    synchronous=st.booleans(),
     seed=st.integers(0, 1000),
 )
 def test_anti_entropy_converges_to_the_join_of_all_updates(
-        updates: list[tuple[int, int]], loss: float, mode: Mode, seed: int) -> None:
+        updates: list[tuple[int, int]], loss: float, mode: Mode, synchronous: bool,
+        seed: int) -> None:
     names = [f"n{i}" for i in range(8)]
-    nodes = complete(names, GossipConfig(mode=mode), make=GCounter)
+    nodes = complete(names, GossipConfig(mode=mode, synchronous=synchronous), make=GCounter)
     writers = {name: GCounter(name) for name in names}  # each replica's own counter
     for index, amount in updates:
         name = names[index]
