@@ -22,6 +22,7 @@ each flaw is reproduced beside the fix (:func:`run_truncation`, :func:`run_cas_r
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections import deque
 from collections.abc import Callable, Generator, Mapping, Sequence
@@ -34,7 +35,8 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from patterns.clock import Clock
+from patterns._validation import require_finite_positive
+from patterns.clock import Clock, ManualClock
 from patterns.resilience.ratelimit import (
     FixedWindowLimiter,
     GCRALimiter,
@@ -594,6 +596,153 @@ def draw_edge_attack(limit: int = 10, window: float = 1.0, delta: float = 0.005)
           xlabel=f"requests admitted within {2 * delta * 1000:g} ms around the edge at "
           f"{window * 1000:g} ms", ylabel="")
     return fig
+
+
+# ============================================================================ counter against log
+
+
+@dataclass(frozen=True)
+class CounterCheck:
+    """The sliding window counter beside an exact sliding log, request by request.
+
+    Arrays follow the arrivals. For each request: the counter's decision, the two
+    counts its estimate is made of (``previous``: its admissions in the previous aligned
+    window; ``current``: in this one so far), how far into the window it came
+    (``elapsed``, the fraction ``x``), and ``exact``: how many of the counter's own
+    admissions lie in the trailing window ``(t - window, t]``, which is what a sliding
+    log holding the same history counts. ``log_admitted`` is what an independent
+    :class:`SlidingLogLimiter` admits on the same arrivals.
+
+    The counter estimates ``previous * (1 - x) + current``: it assumes the previous
+    window's admissions were spread evenly over it. Its error ``exact - estimate`` lies
+    within ``[-previous * (1 - x), previous * x]`` whatever the traffic (all of them at
+    the previous window's start, or all at its end); when they are spread uniformly at
+    random, the number still in the trailing window is Binomial(``previous``, ``1 - x``),
+    so the error has mean 0 and variance ``previous * x * (1 - x)``.
+    """
+
+    limit: int
+    window: float
+    times: np.ndarray
+    admitted: np.ndarray
+    previous: np.ndarray
+    current: np.ndarray
+    elapsed: np.ndarray
+    exact: np.ndarray
+    log_admitted: np.ndarray
+
+    @property
+    def estimate(self) -> np.ndarray:
+        """The counter's estimate of the trailing window's count, before each request."""
+        return self.previous * (1.0 - self.elapsed) + self.current
+
+    @property
+    def error(self) -> np.ndarray:
+        """``exact - estimate``: admissions in the trailing window the estimate misses."""
+        return self.exact - self.estimate
+
+    @property
+    def binomial_variance(self) -> np.ndarray:
+        """``previous * x * (1 - x)``: the error's variance under uniform spread."""
+        return self.previous * self.elapsed * (1.0 - self.elapsed)
+
+    def variance_ratio(self) -> float:
+        """Mean squared error over the mean uniform-spread variance (1 when the
+        previous windows' admissions are spread uniformly at random)."""
+        variance = float(self.binomial_variance.sum())
+        return float(np.sum(self.error**2)) / variance if variance > 0 else math.nan
+
+    def rms_error(self) -> float:
+        """Root mean square of the error, in requests."""
+        return float(np.sqrt(np.mean(self.error**2))) if len(self.times) else math.nan
+
+    def theory_rms_error(self) -> float:
+        """What uniform spread predicts for :meth:`rms_error`."""
+        return float(np.sqrt(np.mean(self.binomial_variance))) if len(self.times) else math.nan
+
+    def max_in_window(self, which: str = "counter") -> int:
+        """The most admissions of ``"counter"`` or ``"log"`` in any interval of a window."""
+        chosen = self.admitted if which == "counter" else self.log_admitted
+        return max_in_window(self.times[chosen], self.window)
+
+
+def run_counter_against_log(arrivals: np.ndarray, *, limit: int = 10,
+                            window: float = 1.0) -> CounterCheck:
+    """Send ``arrivals`` (sorted times, s) through a :class:`SlidingWindowCounterLimiter`
+    and, independently, a :class:`SlidingLogLimiter` of the same ``limit`` per ``window``.
+
+    Each request asks once, on a manual clock set to its arrival time; see
+    :class:`CounterCheck` for what is recorded.
+    """
+    times = np.asarray(arrivals, dtype=float)
+    if len(times) and np.any(np.diff(times) < 0):
+        raise ValueError("arrivals must be sorted")
+    clock = ManualClock(float(times[0]) if len(times) else 0.0)
+    counter = SlidingWindowCounterLimiter(limit, window, clock=clock)
+    log = SlidingLogLimiter(limit, window, clock=clock)
+    count = len(times)
+    admitted = np.zeros(count, dtype=bool)
+    log_admitted = np.zeros(count, dtype=bool)
+    previous = np.zeros(count)
+    current = np.zeros(count)
+    elapsed = np.zeros(count)
+    exact = np.zeros(count)
+    taken: list[float] = []  # the counter's admissions so far, in order
+    for i, now in enumerate(times.tolist()):
+        clock.set(now)
+        index = now // window
+        start = index * window
+        first_current = bisect.bisect_left(taken, start)
+        previous[i] = first_current - bisect.bisect_left(taken, start - window)
+        current[i] = len(taken) - first_current
+        elapsed[i] = (now - start) / window
+        exact[i] = len(taken) - bisect.bisect_right(taken, now - window)
+        if counter.try_acquire():
+            admitted[i] = True
+            taken.append(now)
+        log_admitted[i] = log.try_acquire()
+    return CounterCheck(limit, window, times, admitted, previous, current, elapsed, exact,
+                        log_admitted)
+
+
+def counter_worst_case(limit: int = 10, window: float = 1.0) -> np.ndarray:
+    """Arrivals that meet the counter's worst case: the previous window's traffic all at
+    its very end (``limit`` requests just before the edge at ``window``), then a request
+    every ``window / (4 * limit)`` through the next window. The counter still weighs the
+    early ones as if spread over the window and admits ``limit - 1`` more within one
+    window length: ``2 * limit - 1`` in all, where a sliding log admits ``limit``."""
+    step = window / (4.0 * limit)
+    after = window + step * np.arange(1, 4 * limit)
+    return np.concatenate([np.full(limit, window - step), after])
+
+
+def counter_poisson(load: float, *, limit: int = 10, window: float = 1.0,
+                    horizon: float = 300.0, seed: int = 1) -> np.ndarray:
+    """Poisson arrivals at ``load`` times the limit's rate ``limit / window``: the
+    typical case, where requests fall uniformly at random within each window."""
+    require_finite_positive("load", load)
+    return poisson_arrivals(load * limit / window, horizon, RandomStreams(seed).numpy("arrivals"))
+
+
+def counter_against_log_table(limit: int = 10, window: float = 1.0,
+                              loads: Sequence[float] = (0.5, 1.0, 2.0),
+                              horizon: float = 300.0, seed: int = 1) -> str:
+    """The counter against the log: the worst case, then Poisson traffic at ``loads``."""
+    cases = [("worst case", run_counter_against_log(counter_worst_case(limit, window),
+                                                    limit=limit, window=window))]
+    for load in loads:
+        arrivals = counter_poisson(load, limit=limit, window=window, horizon=horizon, seed=seed)
+        cases.append((f"Poisson, load {load:g}",
+                      run_counter_against_log(arrivals, limit=limit, window=window)))
+    rows = []
+    for name, check in cases:
+        rows.append([name, len(check.times), int(check.admitted.sum()),
+                     int(check.log_admitted.sum()), check.max_in_window("counter"),
+                     check.max_in_window("log"), float(check.error.max()),
+                     check.rms_error(), check.theory_rms_error()])
+    return format_table(["arrivals", "requests", "counter admits", "log admits",
+                         f"counter: most in {window:g} s", f"log: most in {window:g} s",
+                         "largest miss", "rms error", "uniform spread: rms"], rows)
 
 
 # ============================================================================ shared limit
