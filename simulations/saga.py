@@ -27,6 +27,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
+from matplotlib.collections import PolyCollection
 from matplotlib.figure import Figure
 
 from patterns._validation import (
@@ -201,29 +202,47 @@ def _segments(events: list[SagaEvent], start: float) -> list[Segment]:
 
 
 _KIND_COLOR = {"forward": "#2ca02c", "failed": "#d62728", "compensate": "#ff7f0e"}
+_KIND_LABEL = {"forward": "step done", "failed": "step failed",
+               "compensate": "compensation (its retries included)"}
+LETTER_LIMIT = 40
+"""Above this many orders the rows are too thin for step letters: the timeline says so."""
+_ROW_INCHES = 0.2
 
 
 def draw_saga_timeline(orders: int = 30, failure_rate: float = 0.1, *, seed: int = 1) -> Figure:
-    """One row per order: forward steps (green), the failure (red), compensations (orange)."""
+    """One row per order, from its arrival: steps done (green), the failure (red),
+    compensations in reverse (orange). The forward steps line up under their names at
+    the top; failures and compensations are lettered with their step, up to
+    :data:`LETTER_LIMIT` orders (above that the figure says the letters are left out)."""
     result = run_sagas(orders, failure_rate, seed=seed)
-    fig, ax = subplots(height=max(3.0, 0.16 * orders + 1.5))
-    for row, timeline in enumerate(result.timelines):
-        for segment in timeline.segments:
-            ax.broken_barh([(segment.start, segment.end - segment.start)], (row - 0.4, 0.8),
-                           facecolors=_KIND_COLOR[segment.kind], edgecolor="white",
-                           linewidth=0.5)
-            if orders <= 40:
-                ax.text((segment.start + segment.end) / 2, row, STEPS[segment.step][0],
-                        ha="center", va="center", fontsize=6, color="white")
+    fig, ax = subplots(width=9.5, height=_ROW_INCHES * min(orders, LETTER_LIMIT) + 1.9)
+    letters = orders <= LETTER_LIMIT
     for kind, colour in _KIND_COLOR.items():
-        ax.bar(0, 0, color=colour, label={"forward": "step done", "failed": "step failed",
-                                          "compensate": "compensation (retries included)"}[kind])
-    ax.invert_yaxis()
-    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8,
-              title="r reserve, c charge,\ns ship, n notify", title_fontsize=8)
-    label(ax, title=f"Saga timelines: {result.completed} completed, {result.compensated} "
-                    f"compensated (step failure rate {failure_rate:.0%})",
-          xlabel="time (s)", ylabel="order")
+        bars = [(row, s.start - t.start, s.end - s.start, s.step)
+                for row, t in enumerate(result.timelines) for s in t.segments if s.kind == kind]
+        if not bars:
+            continue
+        ax.add_collection(PolyCollection(
+            [[(x, y - 0.41), (x + w, y - 0.41), (x + w, y + 0.41), (x, y + 0.41)]
+             for y, x, w, _ in bars],
+            facecolors=colour, edgecolors="white", linewidths=0.6, label=_KIND_LABEL[kind]))
+        if letters and kind != "forward":
+            for y, left, width, step in bars:
+                ax.text(left + width / 2, y, STEPS[step][0], ha="center", va="center",
+                        fontsize=8, fontweight="bold", color="white", in_layout=False)
+    ax.set_ylim(orders - 0.5, -0.5)
+    ax.set_xlim(0, max(t.end - t.start for t in result.timelines) * 1.02)
+    top = ax.secondary_xaxis("top")
+    top.set_xticks([STEP_TIME * (i + 0.5) for i in range(len(STEPS))], STEPS, fontsize=8)
+    top.tick_params(length=0)
+    key = ("failed and compensating bars lettered by step: r reserve, c charge, s ship, n notify"
+           if letters else f"above {LETTER_LIMIT} orders the rows are too thin for letters: "
+           "compensations still undo the steps in reverse order")
+    fig.legend(loc="outside upper left", ncols=3, fontsize=9, title=key, title_fontsize=9,
+               alignment="left")
+    label(ax, title=f"{result.completed} orders completed, {result.compensated} compensated "
+                    f"(step failure rate {failure_rate:.0%})",
+          xlabel="time since the order arrived (s)", ylabel="order")
     return fig
 
 
@@ -392,7 +411,7 @@ class GuideSketchSaga:
             try:
                 step.compensation(StepContext(saga_id, index, step.name, {}))
             except Exception as error:
-                errors.append(error)  # 记录错误但继续其他补偿
+                errors.append(error)  # 记录错误但继续其他补偿: record the error, go on
         return errors
 
 

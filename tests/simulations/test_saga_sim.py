@@ -72,6 +72,38 @@ def test_tables_and_figures() -> None:
     assert isinstance(sim.draw_blocking(0.1, 30.0, orders=50), Figure)
 
 
+def _texts(figure: Figure) -> list[object]:
+    return [t for ax in figure.axes for t in ax.texts]
+
+
+def test_timeline_letters_are_legible_and_their_absence_is_said() -> None:
+    small = sim.draw_saga_timeline(30, 0.2)
+    run = sim.run_sagas(30, 0.2)
+    undone = sum(s.kind != "forward" for t in run.timelines for s in t.segments)
+    letters = _texts(small)
+    assert len(letters) == undone > 0  # every failure and compensation is lettered
+    assert min(t.get_fontsize() for t in letters) >= 8  # type: ignore[attr-defined]
+    assert small.get_size_inches()[0] <= 10
+    (top,) = small.axes[0].child_axes  # the forward steps are named above their columns
+    assert [t.get_text() for t in top.get_xticklabels()] == list(sim.STEPS)
+    big = sim.draw_saga_timeline(sim.LETTER_LIMIT + 5, 0.2)
+    assert _texts(big) == []
+    title = big.legends[0].get_title().get_text()
+    assert f"above {sim.LETTER_LIMIT} orders" in title
+    assert big.get_size_inches()[1] == small.get_size_inches()[1] + 10 * 0.2
+
+
+def test_explorer_sliders_change_the_timelines_at_every_step() -> None:
+    explorer = sim.saga_explorer()
+    orders, rate = explorer.controls["orders"], explorer.controls["failure_rate"]
+    seen = {sim.run_sagas(n, rate.value).timelines
+            for n in range(orders.min, orders.max + 1, orders.step)}
+    assert len(seen) == len(range(orders.min, orders.max + 1, orders.step))
+    rates = [round(rate.min + i * rate.step, 2)
+             for i in range(round((rate.max - rate.min) / rate.step) + 1)]
+    assert len({sim.run_sagas(orders.value, r).timelines for r in rates}) == len(rates)
+
+
 def test_explorer_redraws_fast() -> None:
     explorer = sim.saga_explorer()
     explorer.controls["failure_rate"].value = 0.4
