@@ -190,6 +190,11 @@ class PauseResult:
     writes: tuple[Write, ...]
     final_value: str
     horizon: float
+    renewals: tuple[tuple[str, float], ...] = ()
+    """(client, time) of every successful renewal (extend) of a lease."""
+    lease_end_at_pause: float = 0.0
+    """When A's lease would expire, as it stood when the pause began (its last renewal
+    before the pause + TTL)."""
 
     @property
     def stale_accepted(self) -> int:
@@ -334,9 +339,13 @@ def run_pause(pause: float = 3.0, ttl: float = 2.0, renew_interval: float = 0.5,
     env.process(client_a())
     env.process(client_b())
     env.run(until=horizon)
+    renewals = tuple((owners.get(e.owner, "?"), e.at) for e in events
+                     if isinstance(e, LockExtended))
+    lease_end = max((e.expires_at for e in events if isinstance(e, LockAcquired | LockExtended)
+                     and owners.get(e.owner) == "A" and e.at <= PAUSE_AT), default=0.0)
     return PauseResult(pause, ttl, renew_interval, fencing, renewer,
                        _holds(events, owners, horizon), tuple(sorted(beliefs)),
-                       tuple(writes), last_value["value"], horizon)
+                       tuple(writes), last_value["value"], horizon, renewals, lease_end)
 
 
 def _renew_plain(env: simpy.Environment, renewal: LeaseRenewer,
@@ -449,6 +458,12 @@ def draw_pause_on(ax: Any, result: PauseResult) -> None:
     for client, start, end in result.beliefs:
         ax.broken_barh([(start, end - start)], (lane[f"{client} believes"] - 0.35, 0.7),
                        color=_CLIENT_COLOR[client], alpha=0.35)
+    for client, at in result.renewals:
+        y = lane[f"store: {client} holds"]
+        ax.plot([at, at], [y - 0.35, y + 0.35], color="white", linewidth=1.5)
+    y = lane["store: A holds"]
+    ax.plot([result.lease_end_at_pause] * 2, [y - 0.5, y + 0.5], color="#d62728",
+            linestyle=(0, (2, 1)), linewidth=2)
     if result.pause > 0:
         ax.axvspan(PAUSE_AT, PAUSE_AT + result.pause, color="#d62728", alpha=0.08)
         ax.text(PAUSE_AT + result.pause / 2, len(_LANES) - 0.45, "A paused (GC)",
@@ -469,12 +484,16 @@ def draw_pause_on(ax: Any, result: PauseResult) -> None:
 
 def _legend(ax: Any) -> None:
     ax.legend(handles=[
+        Line2D([], [], color="#7f7f7f", marker="|", ls="", ms=10, mew=1.5,
+               label="lease renewed (white tick)"),
+        Line2D([], [], color="#d62728", ls=(0, (2, 1)), lw=2,
+               label="A's lease ends, as it stood when the pause began"),
         Line2D([], [], marker="o", ls="", color="#2ca02c", label="write by the holder"),
         Line2D([], [], marker="v", ls="", color="#d62728",
                label="stale write LANDED over newer data"),
         Line2D([], [], marker="x", ls="", color="#7f7f7f", mew=2.5,
                label="stale write rejected (fencing)"),
-    ], loc="lower right", ncols=3, fontsize=8)
+    ], loc="upper left", bbox_to_anchor=(0.0, -0.2), ncols=3, fontsize=8)
 
 
 def _title(result: PauseResult) -> str:
@@ -539,7 +558,7 @@ def pause_explorer() -> Explorer:
     return Explorer(draw_pause, {
         "pause": float_slider("pause (s)", 3.0, 0.0, 6.0, 0.25),
         "ttl": float_slider("lease TTL (s)", 2.0, 0.5, 5.0, 0.25),
-        "renew_interval": float_slider("renew every (s)", 0.5, 0.1, 2.0, 0.1),
+        "renew_interval": float_slider("renew every (s)", 0.5, 0.1, 1.0, 0.1),
         "fencing": choice("fencing", ["on", "off"], "on"),
         "renewer": choice("renewer", ["fixed", "guide"], "fixed"),
     })

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+from itertools import pairwise
 
 import pytest
 from matplotlib.figure import Figure
@@ -12,6 +13,7 @@ from patterns.consistency.lock import InMemoryLockStore
 from simulations.lock import (
     GuideSketchAutoRenew,
     GuideSketchLockGuard,
+    PauseResult,
     destructor_demo,
     draw_pause,
     draw_pause_comparison,
@@ -145,3 +147,31 @@ def test_timeline_agrees_with_the_arithmetic_of_leases() -> None:
     assert a_hold[2] == pytest.approx(1.0 + 2.0)
     assert 3.0 <= b_hold[1] <= 3.0 + 0.05 + 1e-9  # B retries every 50 ms
     assert result.both_believe == pytest.approx((1.1 + 3.0) - b_hold[1])
+
+
+def _picture(result: PauseResult) -> tuple[object, ...]:
+    """What draw_pause draws from a run: lanes, renewal ticks, the lease end, the writes."""
+    return (result.holds, result.beliefs, result.renewals, result.lease_end_at_pause,
+            tuple((w.time, w.client, w.accepted, w.overwrote_newer) for w in result.writes))
+
+
+@pytest.mark.parametrize("name", ["pause", "ttl", "renew_interval"])
+def test_every_slider_step_changes_the_picture(name: str) -> None:
+    explorer = pause_explorer()
+    values = {key: control.value for key, control in explorer.controls.items()}
+    control = explorer.controls[name]
+    steps = round((control.max - control.min) / control.step)
+    pictures = []
+    for i in range(steps + 1):
+        values[name] = round(control.min + i * control.step, 6)
+        pictures.append(_picture(run_pause(values["pause"], values["ttl"],
+                                           values["renew_interval"], fencing=False)))
+    assert all(a != b for a, b in pairwise(pictures))
+
+
+def test_renewal_ticks_and_the_lease_end_follow_the_arithmetic() -> None:
+    result = run_pause(3.0, 2.0, 0.5)
+    a_renewals = [at for client, at in result.renewals if client == "A"]
+    assert a_renewals[:2] == [0.5, 1.0]  # then the pause freezes the renewer
+    assert result.lease_end_at_pause == 1.0 + 2.0
+    assert run_pause(3.0, 4.5, 0.5).lease_end_at_pause == 1.0 + 4.5
