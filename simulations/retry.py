@@ -25,7 +25,7 @@ from __future__ import annotations
 import contextlib
 import math
 import random
-from collections.abc import Generator, Iterator, Mapping, Sequence
+from collections.abc import Collection, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,9 +33,9 @@ import numpy as np
 import simpy
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter, NullFormatter
+from matplotlib.ticker import FuncFormatter, NullLocator
 
-from patterns.resilience.backoff import Backoff, ExponentialBackoff, Jitter
+from patterns.resilience.backoff import Backoff, ConstantBackoff, ExponentialBackoff, Jitter
 from patterns.resilience.budget import RetryBudget
 from patterns.resilience.retry import RetryPolicy, StopAfterAttempts
 from simulations.kit.clock import SimClock
@@ -78,6 +78,32 @@ class GuideSketchBackoff(Backoff):
 
 # ============================================================================ contention
 
+NO_BACKOFF = "no backoff"
+"""The contention model's name for retrying at once, without any back-off."""
+
+CONTENTION_KINDS: tuple[str, ...] = (NO_BACKOFF, *JITTER_KINDS)
+"""What a contention run can use: no back-off, or capped exponential with a jitter kind."""
+
+KIND_LABELS: dict[str, str] = {
+    NO_BACKOFF: "no back-off",
+    "none": "exponential, no jitter",
+    "full": "full jitter",
+    "equal": "equal jitter",
+    "decorrelated": "decorrelated jitter",
+}
+
+BROOKER_CLIENTS = 100
+BROOKER_BASE = 0.005
+BROOKER_CAP = 2.0
+BROOKER_LATENCY = 0.010
+BROOKER_LATENCY_SD = 0.002
+"""Brooker's simulator: 100 clients, back-off base 5 ms and cap 2 s, and each message
+delayed by ``|N(10 ms, 2 ms)|`` (his article: "a mean of 10ms and variance of 4ms")."""
+BROOKER_CALLS: dict[str, float] = {NO_BACKOFF: 2422.0, "none": 1856.0, "full": 796.0}
+"""Brooker (2015): total calls (conditional writes that reached the record) of 100
+contending clients, the mean of 100 runs of his simulator (base 5 ms, cap 2 s, network
+delay N(10 ms, 2 ms) per message)."""
+
 
 class ConflictError(Exception):
     """An optimistic write lost: somebody else wrote since this client read."""
@@ -90,10 +116,11 @@ class ContentionResult:
     label: str
     clients: int
     calls: int
-    """Attempts made by all clients together (the work the shared record had to do)."""
+    """Conditional writes that reached the record (the work the record had to do)."""
     completion_time: float
-    """When the last client's write succeeded."""
+    """When the last client learnt that its write had succeeded."""
     attempt_times: np.ndarray
+    """When each write reached the record."""
     success_times: np.ndarray
 
     @property
@@ -101,108 +128,190 @@ class ContentionResult:
         return self.calls / self.clients
 
 
-def contention_backoff(jitter: str, base: float, cap: float) -> Backoff:
-    """The capped exponential back-off of Brooker's post, with the given jitter kind."""
-    return ExponentialBackoff(base, cap=cap, jitter=jitter)
+def brooker_backoff(kind: str, base: float = BROOKER_BASE, cap: float = BROOKER_CAP) -> Backoff:
+    """The back-off of Brooker's simulator for ``kind``, as a library :class:`Backoff`.
+
+    His sleep before retry ``n`` is ``min(cap, base * 2**n)`` and his retry counter is 1 at
+    the first retry, so his first delay is ``2 * base`` (the guide's ``initial * factor``
+    again): with the library's ``ExponentialBackoff`` that is ``initial = 2 * base``.
+    His decorrelated jitter starts from ``base`` itself: ``min(cap, uniform(base, 3 *
+    previous))`` with ``previous = base``. ``kind`` is one of :data:`CONTENTION_KINDS`.
+    """
+    if kind not in CONTENTION_KINDS:
+        allowed = ", ".join(repr(k) for k in CONTENTION_KINDS)
+        raise ValueError(f"jitter must be one of {allowed}, got {kind!r}")
+    if not (base > 0 and math.isfinite(base)):
+        raise ValueError(f"base must be a positive number of seconds, got {base!r}")
+    if not cap >= base:
+        raise ValueError(f"cap must be >= base ({base!r}), got {cap!r}")
+    if kind == NO_BACKOFF:
+        return ConstantBackoff(0.0)
+    if kind == "decorrelated":
+        return ExponentialBackoff(base, cap=cap, jitter="decorrelated")
+    return ExponentialBackoff(min(2 * base, cap), cap=cap, jitter=kind)
 
 
 def run_contention(
-    clients: int = 50,
+    clients: int = BROOKER_CLIENTS,
     *,
     jitter: str = "full",
-    base: float = 0.005,
-    cap: float = 1.0,
-    attempt_time: float = 0.010,
+    base: float = BROOKER_BASE,
+    cap: float = BROOKER_CAP,
+    latency: float = BROOKER_LATENCY,
+    latency_sd: float = BROOKER_LATENCY_SD,
     seed: int = 1,
     backoff: Backoff | None = None,
     label_: str | None = None,
     max_attempts: int = 100_000,
 ) -> ContentionResult:
-    """``clients`` clients contend for one record with optimistic concurrency.
+    """Brooker's model: ``clients`` clients each update one shared record once, with
+    optimistic concurrency (a read, then a conditional write), over a network.
 
-    Every client starts at time 0, reads the record's version, and ``attempt_time``
-    seconds later writes if the version is unchanged, else raises :class:`ConflictError`
-    and retries after the back-off (``backoff`` if given, else capped exponential from
-    ``base`` with ``jitter``). Returns calls made and the time until all succeeded.
+    Every client starts at time 0. An attempt sends a read; the record answers with its
+    version; the client sends a write conditional on that version; the record applies it
+    only if nobody wrote since, and answers. Each of the four messages takes
+    ``|N(latency, latency_sd)|`` seconds. A client whose write lost backs off (``backoff``
+    if given, else :func:`brooker_backoff` of ``jitter``, ``base`` and ``cap``) and tries
+    again. With ``latency_sd=0`` (a network with no latency variance) clients without
+    jitter stay in exact lock-step.
     """
     if isinstance(clients, bool) or not isinstance(clients, int) or clients < 1:
         raise ValueError(f"clients must be an int >= 1, got {clients!r}")
-    if not attempt_time > 0:
-        raise ValueError(f"attempt_time must be > 0, got {attempt_time!r}")
+    if not (latency > 0 and math.isfinite(latency)):
+        raise ValueError(f"latency must be a positive number of seconds, got {latency!r}")
+    if not (latency_sd >= 0 and math.isfinite(latency_sd)):
+        raise ValueError(f"latency_sd must be >= 0 seconds, got {latency_sd!r}")
+    chosen = backoff if backoff is not None else brooker_backoff(jitter, base, cap)
+    streams = RandomStreams(seed)
+    network = streams.stream("network")
+    policy = RetryPolicy(stop=StopAfterAttempts(max_attempts), backoff=chosen,
+                         retry_on=ConflictError, rng=streams.stream("jitter"))
     env = simpy.Environment()
-    chosen = backoff if backoff is not None else contention_backoff(jitter, base, cap)
-    policy = RetryPolicy(
-        stop=StopAfterAttempts(max_attempts),
-        backoff=chosen,
-        retry_on=ConflictError,
-        rng=RandomStreams(seed).stream("jitter"),
-    )
-    recorder = Recorder()
-    policy.listeners.add(recorder.listener("client"))
     version = [0]
+    writes: list[float] = []
+    successes: list[float] = []
 
-    def write_once() -> Generator[Any, Any, float]:
+    def hop() -> float:
+        return abs(network.gauss(latency, latency_sd)) if latency_sd else latency
+
+    def read_then_write() -> Generator[Any, Any, None]:
+        yield env.timeout(hop())  # the read reaches the record
         seen = version[0]
-        yield env.timeout(attempt_time)
-        if version[0] != seen:
+        yield env.timeout(hop() + hop())  # its answer comes back; the write goes out
+        writes.append(env.now)
+        won = version[0] == seen
+        if won:
+            version[0] += 1
+        yield env.timeout(hop())  # the write's answer comes back
+        if not won:
             raise ConflictError
-        version[0] += 1
-        return float(env.now)
-
-    def client() -> Generator[Any, Any, None]:
-        yield from policy.simpy_call(env, write_once)
+        successes.append(env.now)
 
     for _ in range(clients):
-        env.process(client())
+        env.process(policy.simpy_call(env, read_then_write))
     env.run()
-    successes = recorder.times("AttemptSucceeded")
     if len(successes) != clients:
         raise RuntimeError(f"only {len(successes)} of {clients} clients succeeded "
                            f"within {max_attempts} attempts")
-    attempts = recorder.times("AttemptStarted")
     return ContentionResult(
         label=label_ or (jitter if backoff is None else type(backoff).__name__),
         clients=clients,
-        calls=len(attempts),
-        completion_time=float(successes.max()),
-        attempt_times=attempts,
-        success_times=successes,
+        calls=len(writes),
+        completion_time=max(successes),
+        attempt_times=np.asarray(writes),
+        success_times=np.asarray(successes),
     )
 
 
 def compare_jitter(
-    clients: int = 50,
+    clients: int = BROOKER_CLIENTS,
     *,
-    base: float = 0.005,
-    cap: float = 1.0,
+    base: float = BROOKER_BASE,
+    cap: float = BROOKER_CAP,
+    latency_sd: float = BROOKER_LATENCY_SD,
     seed: int = 1,
-    kinds: Sequence[str] = JITTER_KINDS,
+    kinds: Sequence[str] = CONTENTION_KINDS,
 ) -> dict[str, ContentionResult]:
-    """:func:`run_contention` once per jitter kind, same seed."""
-    return {kind: run_contention(clients, jitter=kind, base=base, cap=cap, seed=seed)
+    """:func:`run_contention` once per kind, same seed."""
+    return {kind: run_contention(clients, jitter=kind, base=base, cap=cap,
+                                 latency_sd=latency_sd, seed=seed)
             for kind in kinds}
 
 
-def plot_calls_over_time(results: Mapping[str, ContentionResult], ax: Axes) -> Axes:
+def replicate_brooker(
+    seeds: Sequence[int] = range(1, 11),
+    *,
+    clients: int = BROOKER_CLIENTS,
+    kinds: Sequence[str] = tuple(BROOKER_CALLS),
+    **options: Any,
+) -> dict[str, np.ndarray]:
+    """Total calls of :func:`run_contention` for each kind, one entry per seed."""
+    return {kind: np.array([run_contention(clients, jitter=kind, seed=seed, **options).calls
+                            for seed in seeds], dtype=float)
+            for kind in kinds}
+
+
+def brooker_table(seeds: Sequence[int] = range(1, 21)) -> str:
+    """Brooker's published calls beside this model's: mean over ``seeds`` and its standard
+    error (the spread over seeds divided by the square root of their number)."""
+    calls = replicate_brooker(seeds, kinds=CONTENTION_KINDS)
+    rows = []
+    for kind, values in calls.items():
+        published = BROOKER_CALLS.get(kind)
+        error = float(values.std(ddof=1)) / math.sqrt(len(values))
+        rows.append([KIND_LABELS[kind], "-" if published is None else published,
+                     float(values.mean()), error,
+                     "-" if published is None else f"{values.mean() - published:+.0f}"])
+    return format_table([f"{BROOKER_CLIENTS} clients", "Brooker: calls", "model: mean calls",
+                         f"standard error ({len(seeds)} seeds)", "model - Brooker"], rows)
+
+
+def describe_contention() -> str:
+    """The contention model's defaults (Brooker's), in one line of text."""
+    return (f"{BROOKER_CLIENTS} clients, one record; each attempt = read + conditional write "
+            f"= 4 messages of |N({BROOKER_LATENCY * 1000:g} ms, {BROOKER_LATENCY_SD * 1000:g} "
+            f"ms)| each; back-off base {BROOKER_BASE * 1000:g} ms (first delay "
+            f"{2 * BROOKER_BASE * 1000:g} ms), cap {BROOKER_CAP * 1000:g} ms")
+
+
+def work_ratios(results: Mapping[str, ContentionResult], against: str = "full") -> str:
+    """How many times the calls of each run are those of ``against``, as text."""
+    base = results[against].calls
+    return "; ".join(f"{KIND_LABELS.get(name, name)}: {r.calls / base:.1f}x"
+                     for name, r in results.items() if name != against) + (
+        f" the calls of {KIND_LABELS.get(against, against)}")
+
+
+TICK_LABELS: dict[str, str] = {NO_BACKOFF: "no\nback-off", "none": "no\njitter",
+                               "full": "full", "equal": "equal", "decorrelated": "decorr."}
+
+
+def plot_calls_over_time(results: Mapping[str, ContentionResult], ax: Axes, *,
+                         figures: bool = True) -> Axes:
     """Calls made so far against time, one line per run; a dot where the last client won.
 
     Time is on a log scale so that a run finishing in 2 s and one taking 90 s are both
-    readable. Lock-step retries ("no jitter") climb in steps, one winner per round.
+    readable. Lock-step retries climb in steps, one winner per round. With ``figures``
+    the legend gives each run's calls and completion time.
     """
     for name, result in results.items():
         times = np.sort(result.attempt_times)
         made = np.arange(1, len(times) + 1)
-        if len(times) > 600:  # a few hundred steps look the same and draw 50x faster
-            keep = np.unique(np.linspace(0, len(times) - 1, 600).astype(int))
+        if len(times) > 300:  # a few hundred steps look the same and draw much faster
+            keep = np.unique(np.linspace(0, len(times) - 1, 300).astype(int))
             times, made = times[keep], made[keep]
-        ax.step(np.maximum(times, 1e-3), made, where="post", color=color(name),
-                label=f"{name}: {result.calls} calls, {result.completion_time:.1f} s",
+        text = KIND_LABELS.get(name, name)
+        if figures:
+            text += f": {result.calls} calls, {result.completion_time:.1f} s"
+        else:
+            text = TICK_LABELS.get(name, name).replace("\n", " ")
+        ax.step(np.maximum(times, 1e-2), made, where="post", color=color(name), label=text,
                 linewidth=1.6)
         ax.plot([result.completion_time], [result.calls], "o", color=color(name))
     ax.set_xscale("log")
     # plain numbers on the log axis: cheaper to draw than the default mathtext labels
     ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
-    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.xaxis.set_minor_locator(NullLocator())  # no minor ticks: a third of the drawing time
     ax.legend(loc="upper left")
     return label(ax, title="Retries over time", xlabel="time since start (s, log scale)",
                  ylabel="calls made so far")
@@ -211,43 +320,49 @@ def plot_calls_over_time(results: Mapping[str, ContentionResult], ax: Axes) -> A
 def plot_jitter_summary(results: Mapping[str, ContentionResult], axes: Sequence[Axes]) -> None:
     """Bars: total calls (left) and time until every client succeeded (right)."""
     names = list(results)
+    ticks = [TICK_LABELS.get(n, n) for n in names]
     colours = [color(name) for name in names]
     calls_ax, time_ax = axes
     calls = [results[n].calls for n in names]
     times = [results[n].completion_time for n in names]
-    calls_ax.bar_label(calls_ax.bar(names, calls, color=colours), fmt="%d", fontsize=8)
-    label(calls_ax, title="Work", xlabel="jitter", ylabel="calls in total")
-    time_ax.bar_label(time_ax.bar(names, times, color=colours), fmt="%.1f", fontsize=8)
-    label(time_ax, title="Completion", xlabel="jitter", ylabel="time until all succeed (s)")
+    calls_ax.bar_label(calls_ax.bar(ticks, calls, color=colours), fmt="%d", fontsize=8)
+    label(calls_ax, title="Work", xlabel="back-off", ylabel="calls in total")
+    time_ax.bar_label(time_ax.bar(ticks, times, color=colours), fmt="%.1f", fontsize=8)
+    label(time_ax, title="Completion", xlabel="back-off", ylabel="time until all succeed (s)")
     for ax in axes:
-        ax.tick_params(axis="x", labelrotation=25)
+        ax.tick_params(axis="x", labelsize=8)
         ax.margins(y=0.15)
 
 
 def draw_jitter_comparison(
-    clients: int = 50, base_ms: float = 5.0, cap_ms: float = 1000.0, seed: int = 1
+    clients: int = BROOKER_CLIENTS, base_ms: float = 5.0, cap_ms: float = 2000.0,
+    latency_sd_ms: float = 2.0, seed: int = 1,
 ) -> Figure:
-    """Figure for the notebook: calls over time and the two summaries, every jitter kind."""
-    results = compare_jitter(clients, base=base_ms / 1000, cap=cap_ms / 1000, seed=seed)
-    fig, axes = subplots(1, 3, width=13, height=4, width_ratios=[2, 1, 1])
-    plot_calls_over_time(results, axes[0])
+    """Figure for the notebook: calls over time and the two summaries, every kind."""
+    results = compare_jitter(clients, base=base_ms / 1000, cap=cap_ms / 1000,
+                             latency_sd=latency_sd_ms / 1000, seed=seed)
+    fig, axes = subplots(1, 3, width=10, height=4.2, width_ratios=[1.5, 1, 1])
+    plot_calls_over_time(results, axes[0], figures=False)
     plot_jitter_summary(results, axes[1:])
-    fig.suptitle(f"{clients} clients contending for one record (base {base_ms:g} ms, "
-                 f"cap {cap_ms:g} ms)")
+    fig.suptitle(f"{clients} clients contending for one record: capped exponential back-off "
+                 f"(base {base_ms:g} ms, cap {cap_ms:g} ms) by jitter, network delay sd "
+                 f"{latency_sd_ms:g} ms")
     return fig
 
 
 def draw_contention(
-    clients: int = 50, base_ms: float = 5.0, cap_ms: float = 1000.0, jitter: str = "full",
-    seed: int = 1,
+    clients: int = BROOKER_CLIENTS, base_ms: float = 5.0, cap_ms: float = 2000.0,
+    latency_sd_ms: float = 2.0, jitter: str = "full", seed: int = 1,
 ) -> Figure:
-    """Figure for the contention explorer: the chosen jitter kind beside no jitter."""
+    """Figure for the contention explorer: the chosen kind beside exponential without jitter.
+
+    A cap below the base delay is raised to it (the back-off needs ``cap >= base``).
+    """
     kinds = ["none"] if jitter == "none" else ["none", jitter]
-    results = compare_jitter(clients, base=base_ms / 1000, cap=cap_ms / 1000, seed=seed,
-                             kinds=kinds)
-    fig, axes = subplots(1, 3, width=13, height=3.8, width_ratios=[2, 1, 1])
-    plot_calls_over_time(results, axes[0])
-    plot_jitter_summary(results, axes[1:])
+    results = compare_jitter(clients, base=base_ms / 1000, cap=max(cap_ms, base_ms) / 1000,
+                             latency_sd=latency_sd_ms / 1000, seed=seed, kinds=kinds)
+    fig, ax = subplots(1, 1, width=9, height=3.6)
+    plot_calls_over_time(results, ax)
     return fig
 
 
@@ -315,6 +430,7 @@ def run_amplification(
     horizon: float = 30.0,
     failure: FailureSchedule | None = None,
     budget_ratio: float | None = None,
+    budget_layers: Collection[int] | None = None,
     latency: float = 0.005,
     base: float = 0.010,
     cap: float = 0.100,
@@ -325,12 +441,18 @@ def run_amplification(
     Each layer calls the one below through its own :class:`RetryPolicy` (``attempts``
     attempts, capped exponential back-off with full jitter) and, if ``budget_ratio`` is
     set, a :class:`RetryBudget` with that ratio shared by all of the layer's calls.
+    ``budget_layers`` chooses which layers get a budget (0 is the bottom layer, the one
+    that calls the dependency; ``layers - 1`` the top); default: every layer.
     The bottom layer calls the dependency, which answers after ``latency`` seconds and
     fails as ``failure`` says (default: an outage from 10 s to 20 s).
     """
     for name, value in (("layers", layers), ("attempts", attempts)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+    budgeted = set(range(layers)) if budget_layers is None else set(budget_layers)
+    if not all(isinstance(level, int) and 0 <= level < layers for level in budgeted):
+        raise ValueError(f"budget_layers must hold layer numbers 0..{layers - 1}, "
+                         f"got {budget_layers!r}")
     if failure is None:
         failure = FailureSchedule(0.0, [Outage(10.0, 20.0)])
     env = simpy.Environment()
@@ -343,7 +465,7 @@ def run_amplification(
             stop=StopAfterAttempts(attempts),
             backoff=ExponentialBackoff(base, cap=cap, jitter="full"),
             retry_on=DependencyError,
-            budget=None if budget_ratio is None else RetryBudget(
+            budget=None if budget_ratio is None or level not in budgeted else RetryBudget(
                 budget_ratio, min_retries_per_second=0.0, window=1.0, clock=clock),
             rng=streams.stream(f"jitter-{level}"),
         )
@@ -608,8 +730,9 @@ def plot_retry_wave(results: Sequence[RetryWaveResult], ax: Axes, *, bin_width: 
 def contention_table(results: Mapping[str, ContentionResult]) -> str:
     """Calls, calls per client and completion time of each run, as text."""
     return format_table(
-        ["jitter", "calls", "calls per client", "all done after (s)"],
-        [[name, r.calls, r.calls_per_client, r.completion_time] for name, r in results.items()],
+        ["back-off", "calls", "calls per client", "all done after (s)"],
+        [[KIND_LABELS.get(name, name), r.calls, r.calls_per_client, r.completion_time]
+         for name, r in results.items()],
     )
 
 
@@ -629,13 +752,31 @@ def amplification_table(
     return format_table(["failure probability", "theory", "simulated"], rows)
 
 
+def outage_amplification_table(
+    *, layers: int = 3, attempts: int = 3, budget_ratio: float = 0.1, seed: int = 1
+) -> str:
+    """Calls per request reaching the dependency during the outage, with and without a
+    budget on every layer, beside what theory says (``attempts ** layers``, and the bound
+    ``(1 + budget_ratio) ** layers``)."""
+    rows = []
+    for name, ratio, theory in (
+        ("no budget", None, f"{attempts}^{layers} = {attempts**layers}"),
+        (f"budget {budget_ratio:.0%} per layer", budget_ratio,
+         f"at most (1 + {budget_ratio:g})^{layers} = {(1 + budget_ratio) ** layers:.2f}"),
+    ):
+        run = run_amplification(layers=layers, attempts=attempts, budget_ratio=ratio, seed=seed)
+        rows.append([name, run.amplification_during(10.5, 19.5), theory])
+    return format_table(["retries", "calls per request in the outage", "theory"], rows)
+
+
 def contention_explorer() -> Explorer:
-    """Sliders for the contention model: clients, base delay, cap, jitter kind."""
+    """Sliders for the contention model: clients, base delay, cap, network variance, kind."""
     return Explorer(draw_contention, {
-        "clients": int_slider("clients", 50, 5, 150, 5),
+        "clients": int_slider("clients", BROOKER_CLIENTS, 10, 150, 10),
         "base_ms": log_slider("base delay (ms)", 5.0, 0, 2),
-        "cap_ms": log_slider("cap (ms)", 1000.0, 1, 4),
-        "jitter": choice("jitter", JITTER_KINDS, "full"),
+        "cap_ms": log_slider("cap (ms)", 2000.0, 1, 4),
+        "latency_sd_ms": float_slider("network delay sd (ms)", 2.0, 0.0, 5.0, 0.5, ".1f"),
+        "jitter": choice("back-off", CONTENTION_KINDS, "full"),
     })
 
 
@@ -650,9 +791,10 @@ def amplification_explorer() -> Explorer:
 
 
 def compare_guide(
-    clients: int = 100, *, base: float = 0.005, cap: float = 1.0, seed: int = 1
+    clients: int = BROOKER_CLIENTS, *, base: float = 0.005, cap: float = 2.0, seed: int = 1
 ) -> dict[str, ContentionResult]:
-    """Contention with the guide's back-off beside no jitter and full jitter."""
+    """Contention with the guide's back-off (its first delay is ``base * 2``, as
+    Brooker's) beside exponential back-off without jitter and with full jitter."""
     return {
         "none": run_contention(clients, jitter="none", base=base, cap=cap, seed=seed),
         "guide": run_contention(clients, backoff=GuideSketchBackoff(base, cap), seed=seed,
