@@ -498,7 +498,7 @@ def draw_batching_trade(
                                                       seed=seed),
             f"{high_rate:g} items/s": sweep_batch_size(BATCH_SIZES, high_rate,
                                                        max_wait=max_wait, seed=seed)}
-    fig, (left, right) = subplots(1, 2, width=12, height=4.2)
+    fig, (left, right) = subplots(1, 2, width=10, height=4.4)
     plot_capacity(left, line, BATCH_SIZES, measured=measured, guide=guide)
     plot_latency_by_batch(right, runs)
     fig.suptitle("Batching the lookup: parse 2 ms, lookup 20 ms per call + 2 ms per item, "
@@ -538,18 +538,27 @@ def draw_line(
     line = example_line(store_ms=store_ms, setup_ms=setup_ms)
     result = run_line(line, arrival_rate, batch_size=batch_size, max_wait=max_wait_ms / 1000,
                       horizon=horizon, seed=seed)
-    fig, (left, right) = subplots(1, 2, width=12, height=4.0)
+    fig, (left, right) = subplots(1, 2, width=10, height=4.2)
     plot_stage_utilisation(left, result)
     plot_time_per_stage(right, result)
     overloaded = arrival_rate >= result.capacity
     fig.suptitle(
         f"{arrival_rate:g} items/s offered, capacity {result.capacity:.0f}/s "
-        f"(bottleneck in theory: {bottleneck(line, batch_size)}): throughput "
-        f"{result.throughput:.0f}/s, latency mean {result.mean_latency * 1000:.0f} ms, "
-        f"p95 {result.p95_latency * 1000:.0f} ms" + ("  [OVERLOADED: queues grow]"
-                                                      if overloaded else ""),
+        f"(bottleneck in theory: {bottleneck(line, batch_size)})"
+        + ("  [OVERLOADED: queues grow]" if overloaded else "")
+        + f"\nthroughput {result.throughput:.0f}/s, latency mean "
+        f"{result.mean_latency * 1000:.0f} ms, p95 {result.p95_latency * 1000:.0f} ms",
         fontsize=10)
     return fig
+
+
+def draw_line_explorer(
+    arrival_rate: float = 120.0, batch_size: int = 8, store_ms: float = 4.0, *, seed: int = 1,
+) -> Figure:
+    """:func:`draw_line` for the explorer: batches wait until full (no ``max_wait``, so
+    the batch size always matters), over at least 10 s and 30 batches' worth of items."""
+    horizon = max(10.0, 30 * batch_size / arrival_rate)
+    return draw_line(arrival_rate, batch_size, math.inf, store_ms, horizon=horizon, seed=seed)
 
 
 def draw_bottleneck(
@@ -558,7 +567,7 @@ def draw_bottleneck(
     horizon: float = 20.0, seed: int = 1,
 ) -> Figure:
     """Throughput against offered load (left) and each stage's utilisation (right)."""
-    fig, (left, right) = subplots(1, 2, width=12, height=4.2)
+    fig, (left, right) = subplots(1, 2, width=10, height=4.4)
     colours = ["#2ca02c", "#1f77b4", "#d62728", "#9467bd"]
     xs = np.linspace(0, max(rates), 200)
     for colour, store_ms in zip(colours, store_ms_values, strict=False):
@@ -642,13 +651,16 @@ def low_load_table(
 
 
 def line_explorer() -> Explorer:
-    """Sliders for one run of the example line: load, batch size, max wait, store speed."""
-    return Explorer(draw_line, {
+    """Sliders for one run of the example line: load, batch size, store speed.
+
+    No ``max_wait`` slider here: with one, every batch size above what arrives within
+    ``max_wait`` draws the same picture (and every ``max_wait`` longer than a batch
+    takes to fill); :func:`batching_explorer` varies it instead.
+    """
+    return Explorer(draw_line_explorer, {
         "arrival_rate": float_slider("arrival rate (items/s)", 120.0, 10.0, 400.0, 10.0,
                                      readout_format=".0f"),
         "batch_size": int_slider("batch size", 8, 1, 64),
-        "max_wait_ms": float_slider("max wait (ms)", 50.0, 0.0, 500.0, 10.0,
-                                    readout_format=".0f"),
         "store_ms": float_slider("store: ms per item", 4.0, 1.0, 10.0, 0.5,
                                  readout_format=".1f"),
     })
@@ -667,7 +679,7 @@ def draw_batching(
             f"max_wait {max_wait_ms:g} ms": sweep_batch_size(
                 BATCH_SIZES, arrival_rate, stages=line, max_wait=max_wait_ms / 1000,
                 horizon=horizon, seed=seed)}
-    fig, (left, right) = subplots(1, 2, width=12, height=4.0)
+    fig, (left, right) = subplots(1, 2, width=10, height=4.2)
     plot_capacity(left, line, BATCH_SIZES, arrival_rate=arrival_rate)
     plot_latency_by_batch(right, runs)
     return fig
@@ -970,6 +982,7 @@ __all__ = [
     "draw_batching_trade",
     "draw_bottleneck",
     "draw_line",
+    "draw_line_explorer",
     "example_line",
     "failure_table",
     "fill_wait",
