@@ -508,7 +508,7 @@ def _no_contention_hold(result: ContentionResult, work: float) -> float:
     return work + crashed * result.downtime
 
 
-def draw_twophase(crash_rate: float = 0.05, downtime: float = 20.0, *,
+def draw_twophase(crash_rate: float = 0.02, downtime: float = 20.0, *,
                   orders: int = 120, seed: int = 1) -> Figure:
     """Two-phase commit only: participants blocked while a coordinator is down, orders
     waiting for the rows they hold, throughput, and how long rows stay locked."""
@@ -558,7 +558,7 @@ def draw_twophase(crash_rate: float = 0.05, downtime: float = 20.0, *,
 def twophase_explorer() -> Explorer:
     """Sliders: the share of transactions whose coordinator crashes, and its downtime."""
     return Explorer(lambda crash_rate, downtime: draw_twophase(crash_rate, downtime), {
-        "crash_rate": float_slider("coordinator crash rate", 0.05, 0.01, 0.2, 0.01),
+        "crash_rate": float_slider("coordinator crash rate", 0.02, 0.01, 0.2, 0.01),
         "downtime": float_slider("downtime (s)", 20.0, 1.0, 60.0, 1.0, readout_format=".0f"),
     })
 
