@@ -17,11 +17,19 @@ charge) runs per order:
 
 ``crash`` injects a server crash right after the effect and before the response is
 recorded: with two separate writes, the reservation's lease runs out and a retry runs
-the effect a second time.
+the effect a second time. A ``lease`` shorter than the effect has the same result: the
+reservation passes to a duplicate while the first run is still busy, and the first run's
+late ``finish`` is refused (:class:`~patterns.consistency.idempotency.LeaseLostError`).
+
+``on_in_progress`` is the handler's answer to a duplicate that arrives while the first
+delivery is still running: ``"wait"`` (it holds its worker and polls until the response
+is recorded) or ``"raise"`` (an immediate "in progress" answer, HTTP 409 style, on which
+the client backs off and retries like after a timeout).
 """
 
 from __future__ import annotations
 
+import inspect
 import os
 import subprocess
 import sys
@@ -34,14 +42,17 @@ from typing import Any
 import numpy as np
 import simpy
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
-from patterns._validation import require_int_at_least, require_unit_interval
+from patterns._validation import require_int_at_least, require_positive, require_unit_interval
 from patterns.consistency.idempotency import (
     ContentKeyGenerator,
     Execute,
     IdempotencyHandler,
     InMemoryIdempotencyStore,
+    LeaseLostError,
     Replay,
+    RequestInProgressError,
 )
 from patterns.resilience.backoff import ExponentialBackoff
 from patterns.resilience.retry import RetryPolicy, StopAfterAttempts
@@ -59,6 +70,7 @@ __all__ = [
     "check_then_act_table",
     "crash_explorer",
     "crash_table",
+    "draw_crash_run",
     "draw_crash_window",
     "draw_loss_sweep",
     "expected_charges",
@@ -66,6 +78,7 @@ __all__ = [
     "keys_across_processes",
     "loss_sweep",
     "loss_table",
+    "payment_defaults",
     "run_payments",
 ]
 
@@ -78,6 +91,13 @@ _NAMES = {"none": "no idempotency", "guide": "guide's check-then-act",
 
 class NetworkTimeoutError(ConnectionError):
     """The client heard nothing back: the request or its response was lost."""
+
+
+POLL_INTERVAL = 0.05
+"""How often a waiting duplicate asks the store again (the handler's default), in s."""
+
+IN_PROGRESS: dict[str, Any] = {"status": 409, "error": "request in progress"}
+"""The server's answer to a duplicate while the first is running (``on_in_progress``)."""
 
 
 # ================================================================ the guide's sketch
@@ -112,11 +132,11 @@ class GuideSketchIdempotencyHandler:
 
     def simpy_handle(self, key: str, effect: Generator[Any, Any, Any]
                      ) -> Generator[Any, Any, Any]:
-        cached = self.store.get_response(key)  # 检查是否已处理过请求
+        cached = self.store.get_response(key)  # 检查是否已处理过请求 (was it handled already?)
         if cached is not None:
             return cached
-        response = yield from effect  # 处理请求
-        self.store.record_request(key, response)  # 记录响应
+        response = yield from effect  # 处理请求 (handle the request)
+        self.store.record_request(key, response)  # 记录响应 (record the response)
         return response
 
 
@@ -135,6 +155,14 @@ class PaymentResult:
     """How many times each order was charged."""
     answered: int
     """Orders whose client got a response (the others gave up)."""
+    latencies: tuple[float, ...] = ()
+    """For each answered order, seconds from its first attempt to the answer."""
+    in_progress_answers: int = 0
+    """Deliveries answered "in progress" (``on_in_progress="raise"``)."""
+    double_times: tuple[float, ...] = ()
+    """When each order charged twice or more got its second charge (simulated s)."""
+    gave_up_times: tuple[float, ...] = ()
+    """When each unanswered order's client gave up (simulated s)."""
 
     @property
     def effects(self) -> int:
@@ -152,6 +180,16 @@ class PaymentResult:
     def never_charged(self) -> int:
         return sum(1 for c in self.charges if c == 0)
 
+    @property
+    def unanswered(self) -> int:
+        """Orders whose client gave up without a response."""
+        return self.orders - self.answered
+
+    @property
+    def mean_latency(self) -> float:
+        """Mean seconds from an order's first attempt to its answer (answered orders)."""
+        return float(np.mean(self.latencies)) if self.latencies else 0.0
+
 
 def run_payments(
     *,
@@ -166,6 +204,7 @@ def run_payments(
     service: float = 0.1,
     timeout: float = 0.5,
     lease: float = 1.0,
+    on_in_progress: str = "wait",
     seed: int = 1,
 ) -> PaymentResult:
     """``orders`` payments (Poisson, ``rate`` per second), each retried up to ``attempts``
@@ -175,9 +214,17 @@ def run_payments(
     request is delivered a second time with probability ``redelivery``. ``workers``
     servers (the concurrency) take ``service`` s (exponential) per request. With
     probability ``crash`` a server dies right after the effect, before recording it.
+    ``lease`` is how long a reservation holds; ``on_in_progress`` (``"wait"`` or
+    ``"raise"``) what a duplicate gets while the first delivery runs (modes
+    ``"reserve"`` and ``"atomic"``).
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if on_in_progress not in ("wait", "raise"):
+        raise ValueError(f"on_in_progress must be 'wait' or 'raise', got {on_in_progress!r}")
+    for name, value in (("rate", rate), ("service", service), ("timeout", timeout),
+                        ("lease", lease)):
+        require_positive(name, value)
     for name, value in (("loss", loss), ("redelivery", redelivery), ("crash", crash)):
         require_unit_interval(name, value)
     for name, count in (("orders", orders), ("attempts", attempts), ("workers", workers)):
@@ -191,20 +238,32 @@ def run_payments(
     pool = simpy.Resource(env, capacity=workers)
     charges = [0] * orders
     answered = [0]
+    latencies: list[float] = []
+    double_times: list[float] = []
+    gave_up_times: list[float] = []
+    in_progress = [0]
+
+    def charged(order: int) -> int:
+        charges[order] += 1
+        if charges[order] == 2:
+            double_times.append(env.now)
+        return charges[order]
     keys = ContentKeyGenerator("order")
+    requests = [f"order={order};amount=100" for order in range(orders)]
+    order_keys = [keys.generate_key(request) for request in requests]
     handler = IdempotencyHandler(InMemoryIdempotencyStore(clock=clock), clock=clock,
-                                 lease=lease, ttl=3600.0, poll_interval=0.02)
+                                 lease=lease, ttl=3600.0, poll_interval=POLL_INTERVAL,
+                                 on_in_progress=on_in_progress)
     guide = GuideSketchIdempotencyHandler(GuideSketchStore())
 
     def charge(order: int) -> Generator[Any, Any, dict[str, Any]]:
         yield env.timeout(work.expovariate(1.0 / service))
-        charges[order] += 1
-        return {"order": order, "charge": charges[order]}
+        return {"order": order, "charge": charged(order)}
 
     def serve(order: int) -> Generator[Any, Any, dict[str, Any] | None]:
-        """One delivery at the server; None means the server crashed (no answer)."""
-        request = {"order": order, "amount": 100}
-        key = keys.generate_key(request)
+        """One delivery at the server; None means no answer (a crash, a lost lease)."""
+        request = requests[order]
+        key = order_keys[order]
         with pool.request() as slot:
             yield slot
             if mode == "none":
@@ -213,7 +272,11 @@ def run_payments(
                 answer: dict[str, Any] = yield from guide.simpy_handle(key, charge(order))
                 return answer
             while True:
-                step = handler.begin(request, key)
+                try:
+                    step = handler.begin(request, key)
+                except RequestInProgressError:
+                    in_progress[0] += 1
+                    return IN_PROGRESS
                 if isinstance(step, Replay):
                     return dict(step.response)
                 if isinstance(step, Execute):
@@ -221,16 +284,22 @@ def run_payments(
                 yield env.timeout(step.delay)
             yield env.timeout(work.expovariate(1.0 / service))
             dies = crashes.random() < crash
-            if mode == "atomic":
-                if dies:  # the transaction rolls back: no charge, the key is free again
-                    handler.store.release(step.key, step.token)
-                    return None
-                charges[order] += 1  # effect and record commit together
-                return dict(handler.finish(step, {"order": order, "charge": charges[order]}))
-            charges[order] += 1  # first write: the effect
-            if dies:
-                return None  # crash before the second write: the lease must run out
-            return dict(handler.finish(step, {"order": order, "charge": charges[order]}))
+            try:
+                if mode == "atomic":
+                    if dies:  # the transaction rolls back: no charge, the key is free again
+                        handler.store.release(step.key, step.token)
+                        return None
+                    # effect and record commit together, or neither (a lost lease)
+                    response = dict(handler.finish(step, {"order": order,
+                                                          "charge": charges[order] + 1}))
+                    charged(order)
+                    return response
+                count = charged(order)  # first write: the effect
+                if dies:
+                    return None  # crash before the second write: the lease must run out
+                return dict(handler.finish(step, {"order": order, "charge": count}))
+            except LeaseLostError:
+                return None  # the lease ran out mid-effect: a duplicate owns the key now
 
     def deliver(order: int, reply: simpy.Event) -> Generator[Any, Any, None]:
         response = yield from serve(order)
@@ -246,27 +315,44 @@ def run_payments(
         outcome = yield reply | env.timeout(timeout)
         if reply not in outcome:
             raise NetworkTimeoutError(f"order {order}: no answer after {timeout} s")
+        if reply.value is IN_PROGRESS:
+            raise RequestInProgressError(f"order-{order}")
         return reply.value
 
     policy = RetryPolicy(stop=StopAfterAttempts(attempts),
                          backoff=ExponentialBackoff(0.1, cap=1.0, jitter="full"),
-                         retry_on=NetworkTimeoutError, clock=clock,
+                         retry_on=(NetworkTimeoutError, RequestInProgressError), clock=clock,
                          rng=streams.stream("jitter"))
 
     def client(order: int, start: float) -> Generator[Any, Any, None]:
         yield env.timeout(start)
         try:
             yield from policy.simpy_call(env, lambda: attempt(order))
-        except NetworkTimeoutError:
+        except (NetworkTimeoutError, RequestInProgressError):
+            gave_up_times.append(env.now)
             return
         answered[0] += 1
+        latencies.append(env.now - start)
 
     starts = np.cumsum(streams.numpy("arrivals").exponential(1.0 / rate, orders))
     for order, start in enumerate(starts):
         env.process(client(order, float(start)))
     env.run()
     return PaymentResult(mode, orders, loss, redelivery, attempts, crash, tuple(charges),
-                         answered[0])
+                         answered[0], tuple(latencies), in_progress[0], tuple(double_times),
+                         tuple(gave_up_times))
+
+
+def payment_defaults() -> str:
+    """The model's default parameters, one per line (what the notebook's prose quotes)."""
+    units = {"rate": "orders/s", "service": "s (mean, exponential)", "timeout": "s",
+             "lease": "s", "loss": "per message", "redelivery": "per delivered request"}
+    lines = []
+    for name, parameter in inspect.signature(run_payments).parameters.items():
+        if name in ("mode", "seed", "crash", "on_in_progress"):
+            continue
+        lines.append(f"{name:<11}{parameter.default:<6g}{units.get(name, '')}".rstrip())
+    return "\n".join(lines)
 
 
 def expected_charges(loss: float, attempts: int, *, idempotent: bool,
@@ -312,14 +398,19 @@ def loss_table(losses: Sequence[float] = (0.0, 0.1, 0.2, 0.3), **options: Any) -
                         rows)
 
 
-def draw_loss_sweep(loss: float = 0.2, attempts: int = 4, workers: int = 8,
-                    redelivery: float = 0.05, orders: int = 120, seed: int = 1) -> Figure:
+def draw_loss_sweep(loss: float = 0.2, attempts: int = 4, service_ms: float = 100.0,
+                    redelivery: float = 0.05, orders: int = 120, workers: int = 8,
+                    seed: int = 1) -> Figure:
     """Left: charges per order against loss rate, per mode, with theory.
-    Right: orders charged twice or more at the chosen loss rate."""
+    Right: orders charged twice or more at the chosen loss rate.
+
+    ``service_ms`` is the server's mean time per request: the slower the server, the more
+    retries (client timeout 0.5 s) arrive while the first delivery is still running."""
     losses = sorted({0.0, 0.1, 0.2, 0.3, 0.4, round(loss, 4)})
-    options: dict[str, Any] = {"attempts": attempts, "workers": workers, "redelivery": redelivery,
-               "orders": orders, "seed": seed}
-    fig, (left, right) = subplots(1, 2, width=11, height=4)
+    options: dict[str, Any] = {"attempts": attempts, "workers": workers,
+                               "redelivery": redelivery, "service": service_ms / 1000,
+                               "orders": orders, "seed": seed}
+    fig, (left, right) = subplots(1, 2, width=10, height=4)
     sweep = loss_sweep(losses, **options)
     for mode, results in sweep.items():
         left.plot(losses, [r.effects_per_order for r in results], "o-", color=_COLORS[mode],
@@ -332,14 +423,15 @@ def draw_loss_sweep(loss: float = 0.2, attempts: int = 4, workers: int = 8,
               color="black", linewidth=1, label="theory, idempotent")
     left.axvline(loss, color="#999999", linewidth=0.8)
     left.legend(loc="best", fontsize=8)
-    label(left, title="Side effects per order", xlabel="loss rate (per message)",
-          ylabel="charges per order")
+    label(left, title=f"Side effects per order (server {service_ms:.0f} ms)",
+          xlabel="loss rate (per message)", ylabel="charges per order")
     at = {mode: results[losses.index(round(loss, 4))] for mode, results in sweep.items()}
     names = [_NAMES[m].replace(" ", "\n", 1) for m in at]
     bars = right.bar(names, [r.double_charged for r in at.values()],
                      color=[_COLORS[m] for m in at])
     right.bar_label(bars)
-    label(right, title=f"Orders charged twice or more (loss {loss:.0%}, {orders} orders)",
+    right.margins(y=0.15)
+    label(right, title=f"Charged twice or more (loss {loss:.0%}, {orders} orders)",
           xlabel="", ylabel="orders")
     return fig
 
@@ -369,42 +461,74 @@ def crash_table(crashes: Sequence[float] = (0.0, 0.05, 0.1, 0.2), **options: Any
                          "unanswered: two writes", "unanswered: one transaction"], rows)
 
 
-def draw_crash_window(crash: float = 0.1, loss: float = 0.1, attempts: int = 6,
-                      orders: int = 200, seed: int = 1) -> Figure:
-    """Orders charged twice against the crash probability: effect and record as two
-    writes, and as one transaction."""
+def draw_crash_window(crash: float = 0.1, lease: float = 1.0, loss: float = 0.1,
+                      attempts: int = 6, orders: int = 150, seed: int = 1) -> Figure:
+    """Against the crash probability, effect and record as two writes and as one
+    transaction: orders charged twice (left) and orders whose client got no answer
+    (right). ``lease`` is how long a crashed server's reservation blocks its key."""
     crashes = sorted({0.0, 0.1, 0.2, 0.3, round(crash, 4)})
-    fig, ax = subplots(1, 1, width=8, height=4)
+    fig, (doubles, unanswered) = subplots(1, 2, width=10, height=3.8)
     for mode in ("reserve", "atomic"):
-        values = [run_payments(mode=mode, crash=c, loss=loss, attempts=attempts,
-                               orders=orders, seed=seed).double_charged for c in crashes]
-        ax.plot(crashes, values, "o-", color=_COLORS[mode],
-                label="two writes (effect, then record)" if mode == "reserve"
+        runs = [run_payments(mode=mode, crash=c, loss=loss, attempts=attempts, lease=lease,
+                             orders=orders, seed=seed) for c in crashes]
+        name = ("two writes (effect, then record)" if mode == "reserve"
                 else "one transaction (execute_once)")
-    ax.axvline(crash, color="#999999", linewidth=0.8)
-    ax.legend(loc="upper left")
-    label(ax, title=f"A crash between the effect and its record ({orders} orders)",
-          xlabel="probability that the server crashes after the effect",
-          ylabel="orders charged twice or more")
+        doubles.plot(crashes, [r.double_charged for r in runs], "o-", color=_COLORS[mode],
+                     label=name)
+        unanswered.plot(crashes, [r.unanswered for r in runs], "o-", color=_COLORS[mode],
+                        label=name)
+    for ax in (doubles, unanswered):
+        ax.axvline(crash, color="#999999", linewidth=0.8)
+        ax.set_ylim(0, max(5.0, ax.get_ylim()[1]))
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    doubles.legend(loc="upper left", fontsize=8)
+    label(doubles, title=f"Charged twice or more (lease {lease:g} s)",
+          xlabel="crash probability after the effect", ylabel=f"orders (of {orders})")
+    label(unanswered, title="Given up without an answer",
+          xlabel="crash probability after the effect", ylabel=f"orders (of {orders})")
     return fig
 
 
 def idempotency_explorer() -> Explorer:
-    """Sliders: loss rate, retries, concurrency (server workers), redelivery."""
+    """Sliders: loss rate, retries, server time, redelivery."""
     return Explorer(draw_loss_sweep, {
         "loss": float_slider("loss rate", 0.2, 0.0, 0.4, 0.05),
         "attempts": int_slider("attempts", 4, 1, 8),
-        "workers": int_slider("workers (concurrency)", 8, 1, 16),
+        "service_ms": float_slider("server time (ms)", 100, 20, 200, 20, ".0f"),
         "redelivery": float_slider("redelivery", 0.05, 0.0, 0.3, 0.05),
     })
 
 
+def draw_crash_run(crash: float = 0.1, lease: float = 1.0, loss: float = 0.1,
+                   attempts: int = 6, orders: int = 150, seed: int = 1) -> Figure:
+    """One run per design at the chosen crash probability and lease: orders charged
+    twice (left) and orders given up without an answer (right), as they accumulate."""
+    fig, (doubles, gave_up) = subplots(1, 2, width=10, height=3.6)
+    end = 0.0
+    for mode in ("reserve", "atomic"):
+        run = run_payments(mode=mode, crash=crash, loss=loss, attempts=attempts, lease=lease,
+                           orders=orders, seed=seed)
+        name = ("two writes (effect, then record)" if mode == "reserve"
+                else "one transaction (execute_once)")
+        for ax, times in ((doubles, run.double_times), (gave_up, run.gave_up_times)):
+            ax.step([0.0, *sorted(times)], range(len(times) + 1), where="post",
+                    color=_COLORS[mode], label=f"{name}: {len(times)}")
+            end = max(end, *times, 0.0)
+    for ax, title in ((doubles, f"Charged twice (crash {crash:.0%}, lease {lease:g} s)"),
+                      (gave_up, "Given up without an answer")):
+        ax.set_xlim(0, max(end, orders / 20.0) * 1.02)
+        ax.set_ylim(0, max(5.0, ax.get_ylim()[1]))
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.legend(loc="upper left", fontsize=8)
+        label(ax, title=title, xlabel="simulated time (s)", ylabel=f"orders (of {orders})")
+    return fig
+
+
 def crash_explorer() -> Explorer:
-    """Sliders: crash probability, loss rate, retries."""
-    return Explorer(draw_crash_window, {
+    """Sliders: crash probability and the reservation's lease."""
+    return Explorer(draw_crash_run, {
         "crash": float_slider("crash probability", 0.1, 0.0, 0.3, 0.05),
-        "loss": float_slider("loss rate", 0.1, 0.0, 0.4, 0.05),
-        "attempts": int_slider("attempts", 6, 1, 8),
+        "lease": float_slider("lease (s)", 1.0, 0.2, 2.0, 0.2, ".1f"),
     })
 
 
