@@ -9,8 +9,10 @@ and the plots are drawn from the record.
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import math
+import random
 from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -19,7 +21,10 @@ import numpy as np
 import simpy
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 
+from patterns.resilience.backoff import Backoff
 from patterns.resilience.breaker import CircuitBreaker, CircuitOpenError, CircuitState
 from patterns.resilience.breaker import StateTransition as BreakerTransition
 from simulations.kit.clock import SimClock
@@ -139,20 +144,25 @@ class NoBreaker:
 
 @dataclass(frozen=True)
 class BreakerSettings:
-    """The breaker's knobs as the notebook shows them."""
+    """The breaker's knobs as the notebook shows them.
+
+    ``wait_in_open`` is seconds, or a :class:`~patterns.resilience.backoff.Backoff` whose
+    successive delays are the waits of successive trips (growing waits), as
+    :class:`~patterns.resilience.breaker.CircuitBreaker` takes it.
+    """
 
     failure_rate_threshold: float = 0.5
     window_size: int = 20
     minimum_calls: int = 10
-    wait_in_open: float = 5.0
+    wait_in_open: float | Backoff = 5.0
     half_open_calls: int = 3
 
-    def build(self, clock: SimClock) -> CircuitBreaker:
+    def build(self, clock: SimClock, rng: random.Random | None = None) -> CircuitBreaker:
         return CircuitBreaker(
             "dependency", clock=clock, failure_rate_threshold=self.failure_rate_threshold,
             window_size=self.window_size, minimum_calls=self.minimum_calls,
             wait_in_open=self.wait_in_open, half_open_calls=self.half_open_calls,
-            record_exceptions=DependencyError)
+            record_exceptions=DependencyError, rng=rng)
 
 
 def default_failure() -> FailureSchedule:
@@ -227,11 +237,14 @@ def run_breaker(
     breaker: GuardedCall
     state_of: Callable[[], str]
     if kind == "window":
-        real = settings.build(clock)
+        real = settings.build(clock, streams.stream("breaker"))
         real.listeners.add(lambda e: states.append((e.time, e.to_state.value))
                            if isinstance(e, BreakerTransition) else None)
         breaker, state_of = real, lambda: real._state.value
     elif kind == "guide":
+        if isinstance(settings.wait_in_open, Backoff):
+            raise ValueError("the guide's breaker waits a fixed time: kind 'guide' needs a "
+                             f"number for wait_in_open, got {settings.wait_in_open!r}")
         guide = GuideSketchBreaker(guide_threshold, settings.wait_in_open,
                                    settings.half_open_calls, clock)
         breaker, state_of = guide, guide.current_state
@@ -287,6 +300,22 @@ def run_breaker(
         states=states, peak_trials_in_flight=trials["peak"])
 
 
+def describe_scenario() -> str:
+    """The default scenario of :func:`run_breaker`, read from its defaults, as text."""
+    defaults = {name: parameter.default
+                for name, parameter in inspect.signature(run_breaker).parameters.items()}
+    settings, failure = defaults["settings"], default_failure()
+    degraded, down = failure.outages
+    return (f"{defaults['rate']:g} requests/s for {defaults['horizon']:g} s; healthy: answers in "
+            f"{defaults['latency_ok'] * 1000:g} ms, fails {failure.baseline:.0%}; "
+            f"{degraded.start:g}-{degraded.end:g} s: fails {degraded.probability:.0%}; "
+            f"{down.start:g}-{down.end:g} s: down; a failure is a timeout after "
+            f"{defaults['latency_failed'] * 1000:g} ms\n"
+            f"breaker: open at {settings.failure_rate_threshold:.0%} failures of the last "
+            f"{settings.window_size} calls (once {settings.minimum_calls} are in), wait "
+            f"{settings.wait_in_open:g} s, then {settings.half_open_calls} trial calls")
+
+
 # ============================================================================ plots
 
 
@@ -296,15 +325,18 @@ def plot_states(run: BreakerRun, ax: Axes) -> None:
     for (start, state), (end, _) in itertools.pairwise(bounds):
         if state in ("open", "half_open"):
             ax.axvspan(start, end, color=STATE_COLOURS[state], alpha=0.25, linewidth=0)
-    times = np.linspace(0, run.horizon, 600)
-    ax.plot(times, [run.failure.probability(t) for t in times], color="black", linewidth=1.2,
-            label="dependency failure probability")
+    edges = {0.0, run.horizon, *(t for o in run.failure.outages for t in (o.start, o.end))}
+    changes = sorted(t for t in edges if 0.0 <= t <= run.horizon)
+    ax.step(changes, [run.failure.probability(t) for t in changes], where="post",
+            color="black", linewidth=1.2)
     ax.set_ylim(0, 1.05)
-    for state in ("open", "half_open"):
-        ax.fill_between([], [], color=STATE_COLOURS[state], alpha=0.25,
-                        label=f"breaker {state.replace('_', '-')}")
-    ax.legend(loc="upper left", ncols=3)
-    label(ax, title=f"Breaker state ({run.label})", xlabel="", ylabel="failure probability")
+    ax.set_yticks([0, 0.5, 1])
+    handles = [Line2D([], [], color="black", linewidth=1.2),
+               *(Patch(color=STATE_COLOURS[s], alpha=0.25) for s in ("open", "half_open"))]
+    ax.legend(handles, ["dependency failure probability", "breaker open", "breaker half-open"],
+              loc="lower right", bbox_to_anchor=(1.0, 1.0), ncols=3, borderaxespad=0.2)
+    ax.set_ylabel("failure\nprobability")
+    ax.set_title(f"Breaker state ({run.label})", loc="left")  # the legend takes the right
 
 
 def plot_outcomes(run: BreakerRun, ax: Axes, *, bin_width: float = 1.0) -> None:
@@ -321,14 +353,15 @@ def plot_outcomes(run: BreakerRun, ax: Axes, *, bin_width: float = 1.0) -> None:
     calls, _ = np.histogram(run.dependency_calls, bins=edges)
     ax.step(edges[:-1], calls / bin_width, where="post", color="black", linewidth=1.4,
             label="calls reaching the dependency")
+    ax.set_ylim(0, max(1.0, float(np.max(np.sum(stacks, axis=0)))) * 1.35)  # room for the legend
     ax.legend(loc="upper left", ncols=2)
     label(ax, title="What the clients got", xlabel="time (s)", ylabel="requests per second")
 
 
 def draw_timeline(run: BreakerRun) -> Figure:
     """State band above the outcomes, for one run."""
-    fig, (top, bottom) = subplots(2, 1, width=11, height=6, sharex=True,
-                                  height_ratios=[1, 2])
+    fig, (top, bottom) = subplots(2, 1, width=9.5, height=5.5, sharex=True,
+                                  height_ratios=[1, 2.5])
     plot_states(run, top)
     plot_outcomes(run, bottom)
     return fig
@@ -377,7 +410,7 @@ def compare_breakers(seed: int = 1, **options: Any) -> dict[str, BreakerRun]:
 def breaker_explorer() -> Explorer:
     """Sliders: threshold, window, wait in open, half-open trials, degraded failure rate."""
     return Explorer(draw_breaker, {
-        "failure_rate_threshold": float_slider("failure-rate threshold", 0.5, 0.1, 1.0, 0.05),
+        "failure_rate_threshold": float_slider("failure-rate threshold", 0.5, 0.1, 0.7, 0.05),
         "window_size": int_slider("window (calls)", 20, 5, 100, 5),
         "wait_in_open": float_slider("wait in open (s)", 5.0, 0.5, 15.0, 0.5, ".1f"),
         "half_open_calls": int_slider("half-open trial calls", 3, 1, 20),

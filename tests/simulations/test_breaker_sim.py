@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from patterns.resilience.backoff import ExponentialBackoff
 from simulations.breaker import (
     BreakerSettings,
     compare_breakers,
+    describe_scenario,
     draw_breaker,
     draw_threshold_sweep,
     late_failures,
@@ -67,6 +69,35 @@ def test_late_failures_stretch_the_guides_open_time_only() -> None:
     window = late_failures("window").open_periods()[0][1]
     assert window == pytest.approx(2.0, abs=0.1)  # half-open begins at the next request
     assert guide > window + 2.0
+
+
+def test_growing_waits_in_open_spare_the_dead_dependency_but_close_later() -> None:
+    # wait_in_open as a Backoff: 1 s, 2 s, 4 s, ... on successive trips without a close.
+    growing = BreakerSettings(wait_in_open=ExponentialBackoff(1.0, cap=30.0))
+    for seed in (1, 2, 3):
+        fixed = run_breaker(seed=seed)
+        grown = run_breaker(settings=growing, seed=seed)
+        waits = [length for _, length in grown.open_periods()]
+        # half-open begins at the first request after the wait: a little later than it
+        assert min(waits) == pytest.approx(1.0, abs=0.2)
+        assert max(waits) > 7.9  # 1, 2, 4, 8, ... while the dependency stays down
+        assert grown.dependency_calls_between(25, 40) < fixed.dependency_calls_between(25, 40)
+        assert grown.states[-1][1] == "closed"
+        assert grown.states[-1][0] > fixed.states[-1][0]  # but the door opens later
+
+
+def test_the_guides_breaker_needs_a_fixed_wait() -> None:
+    with pytest.raises(ValueError, match="kind 'guide' needs a number for wait_in_open"):
+        run_breaker("guide", settings=BreakerSettings(wait_in_open=ExponentialBackoff(1.0)))
+
+
+def test_the_scenario_is_described_from_the_models_defaults() -> None:
+    text = describe_scenario()
+    settings = BreakerSettings()
+    for fragment in ("20 requests/s", "50 ms", "15-25 s: fails 50%", "25-40 s: down", "500 ms",
+                     f"last {settings.window_size} calls", f"wait {settings.wait_in_open:g} s",
+                     f"{settings.half_open_calls} trial calls"):
+        assert fragment in text
 
 
 def test_bad_kind_is_named() -> None:
