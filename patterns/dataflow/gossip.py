@@ -486,7 +486,7 @@ class GossipNode(Generic[S]):
         with self._lock:
             self._sequence += 1
             rumour_id: RumourId = (self.node_id, self._sequence)
-            self._keep_round_start()
+            self._keep_round_start(delta)
             changed = self._state.merge(delta)
             if changed:
                 self._changes += 1
@@ -506,14 +506,18 @@ class GossipNode(Generic[S]):
             self._round += 1
             self._round_start = None
             config = self.config
-            peers = self._sampler.sample(config.fanout, self._rng)
             rumour = self._rumour
             if rumour is None:
+                peers = self._sampler.sample(config.fanout, self._rng)
                 sends = self._anti_entropy(peers, config.mode)
             else:
-                sends = self._monger(peers, config.mode, rumour, lost)
                 every = rumour.anti_entropy_every
-                if every and self._round % every == 0:
+                repair = every and self._round % every == 0
+                if not (repair or self._hot or config.mode is not Mode.PUSH):
+                    return []  # a push monger with nothing hot has nobody to call
+                peers = self._sampler.sample(config.fanout, self._rng)
+                sends = self._monger(peers, config.mode, rumour, lost)
+                if repair:
                     sends.extend(self._anti_entropy(peers, Mode.PUSH_PULL))
             self._sent += len(sends)
         self._emit_lost(lost)
@@ -572,7 +576,7 @@ class GossipNode(Generic[S]):
             self._received += 1
             me = self.node_id
             if isinstance(message, StatePush):
-                self._keep_round_start()
+                self._keep_round_start(message.state)
                 if self._state.merge(message.state):
                     changed_by = message.sender
                 if message.reply:
@@ -580,7 +584,7 @@ class GossipNode(Generic[S]):
                     if reply is not None:
                         replies.append(Send(message.sender, StateReply(me, reply)))
             elif isinstance(message, StateReply):
-                self._keep_round_start()
+                self._keep_round_start(message.state)
                 if self._state.merge(message.state):
                     changed_by = message.sender
             elif isinstance(message, StateRequest):
@@ -603,9 +607,10 @@ class GossipNode(Generic[S]):
         self._emit_lost(lost)
         return replies
 
-    def _keep_round_start(self) -> None:
-        """synchronous: before the first change of a round, keep the state as it was."""
-        if self._synchronous and self._round_start is None:
+    def _keep_round_start(self, incoming: S) -> None:
+        """synchronous: before the first change of a round, keep the state as it was (no
+        copy when ``incoming`` equals the state: merging it cannot change anything)."""
+        if self._synchronous and self._round_start is None and self._state != incoming:
             self._round_start = self._state.copy()
 
     def _answer_state(self) -> S:
@@ -618,6 +623,8 @@ class GossipNode(Generic[S]):
         if not self._synchronous:  # merged already: differ iff the caller lacks something
             return self._state.copy() if self._state != caller_state else None
         answer = self._answer_state()
+        if answer == caller_state:
+            return None
         probe = caller_state.copy()
         return answer.copy() if probe.merge(answer) else None
 
@@ -640,9 +647,9 @@ class GossipNode(Generic[S]):
         news: list[RumourId] = []
         fresh: set[RumourId] = set()
         synchronous = self._synchronous
-        if message.rumours:
-            self._keep_round_start()
         for rumour in message.rumours:
+            if synchronous:
+                self._keep_round_start(rumour.delta)
             if self._state.merge(rumour.delta):
                 changed_by = message.sender
                 fresh.add(rumour.id)
