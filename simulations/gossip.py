@@ -2,15 +2,25 @@
 
 One update is published at node 0 and spreads by gossip. Every node is a
 :class:`patterns.dataflow.gossip.GossipNode` holding a G-Set CRDT; a SimPy process starts a
-round on every node each ``period`` seconds (synchronous rounds, as in the epidemic
-literature) and every message is a SimPy event that arrives after a small random latency,
-or is lost. Replies are sent when messages arrive, so a push-pull exchange completes
-inside its round.
+round on every node each ``period`` seconds and every message is a SimPy event that
+arrives after a small latency (far below the period), or is lost; a reply leaves when its
+request arrives, so an exchange completes inside its round.
+
+Rounds are synchronous, as in the epidemic theory: the nodes run with
+``GossipConfig(synchronous=True)``, so within a round every node answers as it was when
+the round began, whatever order the messages of the round arrive in. Push-pull then
+follows the synchronous mean field. ``run_gossip(synchronous=False)`` lets a node answer
+with what it knows when a message arrives: a node told early in a round passes the news
+on to a later caller of the same round (two hops in a round), and push-pull runs ahead of
+the mean field.
 
 * :func:`run_gossip`: anti-entropy or rumour mongering over a topology (complete graph,
   random regular, small world, ring; built with networkx), with fanout, message loss and
   churn (nodes that crash and come back with their state). The result has the fraction of
   nodes that hold the update after every round and the messages spent per node.
+* :data:`RUMOUR_VARIANTS` and :func:`demers_table`: push rumour mongering with Demers et
+  al.'s rules, beside their Table 1 (:data:`DEMERS_TABLE_1`), and the variant that judges
+  contacts as they arrive.
 * :func:`mean_field`: the epidemic recurrence on the complete graph for push, pull and
   push-pull with fanout and loss, drawn beside the simulation; :func:`rumour_residue_theory`
   Demers et al.'s residue ``s = exp(-(k+1)(1-s))`` (feedback, coin) and
@@ -129,6 +139,8 @@ class GossipResult:
     """Fraction of nodes still spreading a rumour at the end of round r (rumour mongering)."""
     rounds_to_all: int | None
     """The first round after which every node held the update (None: not within the run)."""
+    synchronous: bool
+    """Whether nodes answered as of their round's start (see :func:`run_gossip`)."""
     rumour_messages: int
     """Messages that carried at least one rumour (Demers' "traffic")."""
     messages: int
@@ -148,6 +160,12 @@ class GossipResult:
     def traffic(self) -> float:
         """Rumour-carrying messages per node (Demers' ``m``)."""
         return self.rumour_messages / self.n
+
+    @property
+    def last_informed_round(self) -> int:
+        """The round in which the last node to get the update got it (Demers' ``t_last``)."""
+        rose = np.nonzero(np.diff(self.informed) > 0)[0]
+        return int(rose[-1]) + 1 if len(rose) else 0
 
 
 class _Network:
@@ -229,6 +247,7 @@ def run_gossip(
     degree: int = 4,
     seed: int = 1,
     peers: Sequence[PeerSampler] | None = None,
+    synchronous: bool = True,
 ) -> GossipResult:
     """Spread one update from node 0 to ``n`` nodes by gossip; record every round.
 
@@ -239,11 +258,17 @@ def run_gossip(
     (rumour mongering without anti-entropy), or after ``max_rounds``.
     ``peers`` reuses a topology built by :func:`topology_peers` (it must have ``n`` entries).
 
-    ``latency`` is the (low, high) range of a message's delay, far below the ``period``.
-    The default, one fixed delay, makes rounds synchronous as in the epidemic theory: every
-    request of a round arrives before any reply, so a node answers with the state it had
-    when the round began. With a spread of delays, news can travel two hops in one round
-    (a node informed by an early reply answers a later request), and gossip gets faster.
+    ``latency`` is the (low, high) range of a message's delay, below a quarter of the
+    ``period``, so that a request and its reply both land inside their round.
+
+    ``synchronous=True`` (the default): the nodes run with ``GossipConfig(synchronous=True)``
+    and answer as they were when the round began: the synchronous rounds of the epidemic
+    theory (:func:`mean_field`, Demers et al.'s simulations). ``synchronous=False``: a node
+    answers with what it knows when a message arrives, and the messages of a round are
+    handled one after another in the order they land (with one fixed delay, the order in
+    which the nodes sent them). A node told by an early push of a round then passes the
+    news to a later push-pull caller of the same round (two hops in a round), and a rumour
+    monger pushing to a node that another monger told a moment before hears "I knew that".
     """
     require_unit_interval("loss", loss)
     require_unit_interval("churn", churn)
@@ -253,7 +278,8 @@ def run_gossip(
     if not 0.0 <= latency[0] <= latency[1] < period / 4:
         raise ValueError(f"latency must be (low, high) with 0 <= low <= high < period / 4, "
                          f"got {latency!r}")
-    config = GossipConfig(mode=Mode(mode), fanout=fanout, rumour_mongering=rumour)
+    config = GossipConfig(mode=Mode(mode), fanout=fanout, rumour_mongering=rumour,
+                          synchronous=synchronous)
     streams = RandomStreams(seed)
     if peers is None:
         peers = topology_peers(topology, n, degree=degree, seed=seed)
@@ -296,7 +322,7 @@ def run_gossip(
     return GossipResult(
         n=n, topology=topology, mode=mode, fanout=fanout, loss=loss, churn=churn,
         rumour=rumour, informed=np.array(informed), messages_per_node=np.array(spent),
-        hot=np.array(hot), rounds_to_all=outcome["rounds_to_all"],
+        hot=np.array(hot), rounds_to_all=outcome["rounds_to_all"], synchronous=synchronous,
         rumour_messages=network.rumour_messages, messages=network.messages,
         events=network.events,
     )
@@ -610,44 +636,175 @@ def rounds_table(sizes: Sequence[int] = (100, 1000, 10000), *,
 # ============================================================================ rumours
 
 
-RUMOUR_VARIANTS: dict[str, tuple[bool, LossOfInterest]] = {
-    "feedback, counter": (True, LossOfInterest.COUNTER),
-    "feedback, coin": (True, LossOfInterest.COIN),
-    "blind, counter": (False, LossOfInterest.COUNTER),
-    "blind, coin": (False, LossOfInterest.COIN),
+@dataclass(frozen=True)
+class RumourVariant:
+    """One way to monger a rumour: what makes a node lose interest, and when a contact is
+    judged (see :func:`run_gossip`'s ``synchronous``)."""
+
+    feedback: bool
+    loss_of_interest: LossOfInterest
+    reset_on_news: bool = False
+    synchronous: bool = True
+    """True: a contact is judged against what the recipient knew when the round began."""
+
+
+RUMOUR_VARIANTS: dict[str, RumourVariant] = {
+    # Demers et al.'s Table 1: synchronous cycles, a counter that news resets.
+    "feedback, counter": RumourVariant(True, LossOfInterest.COUNTER, reset_on_news=True),
+    # The library's plain counter on a network where contacts are judged as they land: the
+    # second of two nodes pushing to the same node in a round hears "I knew that".
+    "feedback, counter, on arrival": RumourVariant(True, LossOfInterest.COUNTER,
+                                                   synchronous=False),
+    # Judged on arrival, like the differential equation it is compared with (one contact
+    # at a time): s = exp(-(k + 1)(1 - s)).
+    "feedback, coin": RumourVariant(True, LossOfInterest.COIN, synchronous=False),
+    "blind, counter": RumourVariant(False, LossOfInterest.COUNTER),
+    "blind, coin": RumourVariant(False, LossOfInterest.COIN),
 }
+"""The variants the notebook compares, by name."""
+
+
+def _variant(variant: str) -> RumourVariant:
+    if variant not in RUMOUR_VARIANTS:
+        raise ValueError(f"variant must be one of {tuple(RUMOUR_VARIANTS)}, got {variant!r}")
+    return RUMOUR_VARIANTS[variant]
 
 
 def rumour_config(variant: str, k: int, anti_entropy_every: int = 0) -> RumourMongering:
-    if variant not in RUMOUR_VARIANTS:
-        raise ValueError(f"variant must be one of {tuple(RUMOUR_VARIANTS)}, got {variant!r}")
-    feedback, loss_of_interest = RUMOUR_VARIANTS[variant]
-    return RumourMongering(k=k, feedback=feedback, loss_of_interest=loss_of_interest,
-                           anti_entropy_every=anti_entropy_every)
+    """The library's :class:`RumourMongering` for ``variant`` (a key of
+    :data:`RUMOUR_VARIANTS`); run it with ``synchronous=RUMOUR_VARIANTS[variant].synchronous``
+    or through :func:`run_rumour`."""
+    chosen = _variant(variant)
+    return RumourMongering(k=k, feedback=chosen.feedback,
+                           loss_of_interest=chosen.loss_of_interest,
+                           anti_entropy_every=anti_entropy_every,
+                           reset_on_news=chosen.reset_on_news)
+
+
+def run_rumour(variant: str, k: int, *, n: int = 1000, seed: int = 1,
+               anti_entropy_every: int = 0,
+               peers: Sequence[PeerSampler] | None = None) -> GossipResult:
+    """One push rumour (fanout 1, complete graph) from node 0, until no node spreads it."""
+    if peers is None:
+        peers = topology_peers("complete", n)
+    return run_gossip(n, mode="push", rumour=rumour_config(variant, k, anti_entropy_every),
+                      synchronous=_variant(variant).synchronous, seed=seed, peers=peers,
+                      max_rounds=200)
 
 
 def run_rumours(variant: str, ks: Sequence[int] = (1, 2, 3, 4, 5), *, n: int = 1000,
-                seeds: Sequence[int] = (1, 2, 3, 4, 5), mode: str = "push",
-                ) -> dict[int, list[GossipResult]]:
-    """Push rumour mongering (fanout 1, complete graph) for each ``k``, several seeds."""
+                seeds: Sequence[int] = (1, 2, 3, 4, 5)) -> dict[int, list[GossipResult]]:
+    """:func:`run_rumour` for each ``k``, several seeds."""
     peers = topology_peers("complete", n)
-    return {k: [run_gossip(n, mode=mode, rumour=rumour_config(variant, k), seed=seed,
-                           peers=peers, max_rounds=200) for seed in seeds] for k in ks}
+    return {k: [run_rumour(variant, k, n=n, seed=seed, peers=peers) for seed in seeds]
+            for k in ks}
 
 
 def rumour_table(variant: str, runs: Mapping[int, list[GossipResult]]) -> str:
-    feedback, loss_of_interest = RUMOUR_VARIANTS[variant]
+    """Residue beside theory and beside ``exp(-m)``, traffic and rounds, per ``k``."""
+    chosen = _variant(variant)
     body = []
     for k, results in runs.items():
         residue = float(np.mean([r.residue for r in results]))
         traffic = float(np.mean([r.traffic for r in results]))
-        theory = (rumour_residue_theory(k, feedback=feedback)
-                  if loss_of_interest is LossOfInterest.COIN else None)
+        theory = (rumour_residue_theory(k, feedback=chosen.feedback)
+                  if chosen.loss_of_interest is LossOfInterest.COIN else None)
         body.append((k, round(residue, 3), "-" if theory is None else round(theory, 3),
                      round(math.exp(-traffic), 3), round(traffic, 2),
                      round(float(np.mean([r.rounds for r in results])), 1)))
     return format_table(["k", "residue s (sim)", "s (theory)", "exp(-m)",
                          "traffic m (msgs/node)", "rounds"], body)
+
+
+# --- Demers et al. (1987), Table 1
+
+
+DEMERS_TABLE_1: dict[int, tuple[str, str, str]] = {
+    1: ("0.176", "1.74", "16.8"),
+    2: ("0.037", "3.30", "16.9"),
+    3: ("0.011", "4.53", "17.4"),
+    4: ("0.0036", "5.64", "17.5"),
+    5: ("0.0012", "6.68", "17.7"),
+}
+"""Demers et al., "Epidemic algorithms for replicated database maintenance" (PODC 1987),
+Table 1: push rumour mongering with feedback and counters on 1,000 sites, averages of
+simulation runs. ``k -> (residue s, traffic m, t_last)`` as printed: the number of digits
+says how precisely (``t_last``: the cycle in which the last site got the update)."""
+
+_DEMERS_FIGURES: tuple[str, ...] = ("residue", "traffic", "last_informed_round")
+
+
+@dataclass(frozen=True)
+class Replicated:
+    """A figure averaged over runs: its mean and the standard error of that mean."""
+
+    mean: float
+    se: float
+
+    @classmethod
+    def of(cls, values: Sequence[float]) -> Replicated:
+        if len(values) < 2:
+            raise ValueError(f"values must hold at least 2 runs, got {len(values)}")
+        data = np.asarray(values, dtype=float)
+        return cls(float(data.mean()), float(data.std(ddof=1) / math.sqrt(len(data))))
+
+    def agrees_with(self, printed: str, *, z: float = 4.0) -> bool:
+        """Whether a published figure, as printed, lies within ``z`` standard errors of the
+        mean (plus half a unit of its last printed digit, the rounding of the paper)."""
+        decimals = len(printed.partition(".")[2])
+        return abs(self.mean - float(printed)) <= z * self.se + 0.5 * 10.0 ** -decimals
+
+
+@dataclass(frozen=True)
+class RumourStats:
+    """One variant at one ``k``: residue, traffic and ``t_last`` over several seeds."""
+
+    variant: str
+    k: int
+    runs: int
+    residue: Replicated
+    traffic: Replicated
+    last_informed_round: Replicated
+
+    def agrees_with_demers(self, *, z: float = 4.0) -> bool:
+        """Whether all three figures of Table 1's row ``k`` agree (each as in
+        :meth:`Replicated.agrees_with`)."""
+        printed = DEMERS_TABLE_1[self.k]
+        return all(getattr(self, name).agrees_with(figure, z=z)
+                   for name, figure in zip(_DEMERS_FIGURES, printed, strict=True))
+
+
+def rumour_stats(variant: str, k: int, *, n: int = 1000,
+                 seeds: Sequence[int] = tuple(range(1, 21))) -> RumourStats:
+    """:func:`run_rumour` over ``seeds``: mean and standard error of each figure."""
+    runs = run_rumours(variant, (k,), n=n, seeds=seeds)[k]
+    return RumourStats(variant, k, len(runs),
+                       Replicated.of([r.residue for r in runs]),
+                       Replicated.of([r.traffic for r in runs]),
+                       Replicated.of([r.last_informed_round for r in runs]))
+
+
+def demers_comparison(ks: Sequence[int] = (1, 2, 3), *,
+                      variants: Sequence[str] = ("feedback, counter",
+                                                 "feedback, counter, on arrival"),
+                      seeds: Sequence[int] = tuple(range(1, 11))) -> list[RumourStats]:
+    """:func:`rumour_stats` of each variant at each ``k`` (n = 1000, as in Table 1)."""
+    return [rumour_stats(variant, k, seeds=seeds) for variant in variants for k in ks]
+
+
+def demers_table(stats: Sequence[RumourStats]) -> str:
+    """Table 1 beside the model: mean +- standard error, and whether the row agrees."""
+    def cell(figure: Replicated, digits: int) -> str:
+        return f"{figure.mean:.{digits}f} ± {figure.se:.{digits}f}"
+
+    body = []
+    for row in stats:
+        paper = DEMERS_TABLE_1[row.k]
+        body.append((row.variant, row.k, paper[0], cell(row.residue, 4), paper[1],
+                     cell(row.traffic, 2), paper[2], cell(row.last_informed_round, 1),
+                     "yes" if row.agrees_with_demers() else "no"))
+    return format_table(["model", "k", "s: paper", "s: model", "m: paper", "m: model",
+                         "t_last: paper", "t_last: model", "agrees"], body)
 
 
 @functools.lru_cache(maxsize=16)
@@ -663,9 +820,7 @@ def draw_rumours(variant: str = "feedback, counter", k: int = 2, *, n: int = 100
                  anti_entropy_every: int = 0, seed: int = 1) -> Figure:
     """One rumour over time (informed, still hot) and residue against traffic for k = 1..5."""
     fig, (left, right) = subplots(1, 2, width=11, height=4.0)
-    peers = topology_peers("complete", n)
-    one = run_gossip(n, rumour=rumour_config(variant, k, anti_entropy_every), mode="push",
-                     peers=peers, seed=seed, max_rounds=200)
+    one = run_rumour(variant, k, n=n, seed=seed, anti_entropy_every=anti_entropy_every)
     rounds = np.arange(len(one.informed))
     left.plot(rounds, one.informed, color="#1f77b4", label="informed")
     left.plot(rounds, one.hot, color="#ff7f0e", label="still spreading (hot)")
