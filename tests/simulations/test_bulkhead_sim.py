@@ -143,21 +143,23 @@ def test_mmck_stays_finite_for_large_systems() -> None:
     assert mmck(0.0, 1.0, 2, 2).blocking == 0.0
 
 
-@pytest.mark.parametrize(("rate", "servers", "queue_size"), [
-    (40.0, 4, 6),    # load 1 per permit
-    (50.0, 4, 6),    # overload
-    (75.0, 8, 4),    # near capacity, short queue
-    (25.0, 2, 10),   # overload, long queue
+# Over seeds 1-20 (30,000 arrivals each) the relative error of one run had these standard
+# deviations: blocking 3.1 / 1.6 / 3.9 / 1.9 %, mean wait 1.6 / 1.5 / 2.5 / 1.2 % (means
+# within 1.5 % of theory). Each tolerance is about four of them: a wrong model fails.
+@pytest.mark.parametrize(("rate", "servers", "queue_size", "blocking_tol", "wait_tol"), [
+    (40.0, 4, 6, 0.13, 0.07),    # load 1 per permit
+    (50.0, 4, 6, 0.07, 0.06),    # overload
+    (75.0, 8, 4, 0.16, 0.10),    # near capacity, short queue
+    (25.0, 2, 10, 0.08, 0.05),   # overload, long queue
 ])
-def test_simulated_bulkhead_agrees_with_mmck(rate: float, servers: int, queue_size: int) -> None:
-    # Over seeds 1-10 these cases stay within 7 % of theory (blocking) and 4 % (wait):
-    # the 10 % tolerance is not met by luck of the seed.
+def test_simulated_bulkhead_agrees_with_mmck(rate: float, servers: int, queue_size: int,
+                                              blocking_tol: float, wait_tol: float) -> None:
     result = run_queue(rate, service_rate=10.0, servers=servers, queue_size=queue_size,
                        arrivals=30_000, seed=3)
     theory = result.theory
     assert result.arrivals > 25_000
-    assert result.blocking == pytest.approx(theory.blocking, rel=0.10)
-    assert result.mean_wait == pytest.approx(theory.mean_wait, rel=0.10)
+    assert result.blocking == pytest.approx(theory.blocking, rel=blocking_tol)
+    assert result.mean_wait == pytest.approx(theory.mean_wait, rel=wait_tol)
 
 
 def test_queue_table_puts_theory_beside_simulation() -> None:

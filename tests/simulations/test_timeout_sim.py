@@ -43,8 +43,10 @@ def test_lognormal_helpers_agree_with_sampling() -> None:
     rng = random.Random(7)
     samples = np.array([dist.sample(rng) for _ in range(200_000)])
     for r in (0.05, 0.3, 1.0):
+        # the sample mean's standard error is 0.07 / 0.18 / 0.28 % here: 1 % is 4 of them
+        # for the largest
         assert lognormal_partial_mean(dist, r) == pytest.approx(
-            np.minimum(samples, r).mean(), rel=0.02)
+            np.minimum(samples, r).mean(), rel=0.01)
     assert lognormal_partial_mean(dist, math.inf) == dist.mean
     assert lognormal_partial_mean(dist, 0.0) == 0.0
 
@@ -124,6 +126,8 @@ def test_the_abandoned_queue_grows_without_bound_the_cancelled_one_stays_short(
     assert cancel.queue_over_time(times).max() <= cancel.arrival_rate * cancel.timeout
 
 
+# Over seeds 1-15 one run's goodput lay 1.9-2.6 % below the fluid limit, with a spread
+# of 2.7 %: a 10 % tolerance is the bias and three standard deviations.
 @pytest.mark.parametrize("load", [2.0, 3.0])
 def test_goodput_with_cancellation_agrees_with_the_fluid_limit(load: float) -> None:
     result = run_overload("cancel", load=load)
@@ -134,10 +138,12 @@ def test_goodput_with_cancellation_agrees_with_the_fluid_limit(load: float) -> N
 
 @pytest.mark.parametrize("variant", ["abandon", "cancel"])
 def test_at_low_load_both_agree_with_theory_and_each_other(variant: str) -> None:
-    result = run_overload(variant, load=0.3, horizon=60.0)
+    # 60 s runs scatter by 4.9 % around theory (seeds 1-15, mean +0.2 %); 240 s halves
+    # that, and 10 % is four standard deviations.
+    result = run_overload(variant, load=0.3, horizon=240.0)
     theory = fluid_goodput(variant, load=0.3, timeout=result.timeout,
                            workers=result.workers, dist=result.dist)
-    assert result.goodput == pytest.approx(theory, rel=0.08)
+    assert result.goodput == pytest.approx(theory, rel=0.10)
 
 
 def test_below_capacity_the_long_tail_still_leaves_orphaned_work() -> None:
