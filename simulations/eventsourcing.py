@@ -285,7 +285,7 @@ def plot_snapshot_tail(result: LoadTimes, ax: Axes) -> Axes:
 
 
 def draw_load_times(result: LoadTimes) -> Figure:
-    fig, (left, right) = subplots(1, 2, width=11.0, height=4.2)
+    fig, (left, right) = subplots(1, 2, width=10.0, height=4.0)
     plot_load_times(result, left)
     plot_snapshot_tail(result, right)
     return fig
@@ -435,7 +435,7 @@ def compare_writers(writer_counts: Sequence[int] = (1, 2, 4, 8, 12, 16), **optio
 def draw_concurrent_writers(writer_counts: Sequence[int] = (1, 2, 4, 8, 12, 16),
                             **options: Any) -> Figure:
     results = compare_writers(writer_counts, **options)
-    fig, (left, right) = subplots(1, 2, width=11.0, height=4.2)
+    fig, (left, right) = subplots(1, 2, width=10.0, height=4.0)
     plot_concurrent_writers(results, left)
     plot_throughput(results, right)
     return fig
@@ -449,15 +449,19 @@ def writers_table(results: Sequence[ConcurrentWritersResult]) -> str:
                          "gave up", "stream gapless"], rows)
 
 
-def concurrent_writers_explorer() -> Explorer:
+def concurrent_writers_explorer(writer_counts: Sequence[int] = (1, 2, 4, 8, 16),
+                                duration: float = 10.0) -> Explorer:
+    """Sliders: the decision window, the idle time and the retries a writer allows; each
+    move runs one simulation of ``duration`` simulated seconds per count of writers.
+    Retries stop at 10: past that, at these loads, hardly anyone gives up any more."""
     def draw(window_ms: float, idle: float, max_retries: int) -> Figure:
-        return draw_concurrent_writers((1, 2, 4, 8, 16), window=window_ms / 1000, idle=idle,
-                                       max_retries=max_retries, duration=10.0)
+        return draw_concurrent_writers(writer_counts, window=window_ms / 1000, idle=idle,
+                                       max_retries=max_retries, duration=duration)
 
     return Explorer(draw, {
         "window_ms": float_slider("window (ms)", 50, 5, 200, 5, ".0f"),
         "idle": float_slider("idle (s)", 0.5, 0.1, 2.0, 0.1),
-        "max_retries": int_slider("max retries", 10, 0, 20),
+        "max_retries": int_slider("max retries", 10, 0, 10),
     })
 
 

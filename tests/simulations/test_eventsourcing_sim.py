@@ -10,12 +10,14 @@ from simulations.eventsourcing import (
     GuideSketchRepository,
     LoadTimes,
     compare_writers,
+    concurrent_writers_explorer,
     conflict_theory,
     draw_concurrent_writers,
     draw_load_times,
     draw_publish_crash,
     load_table,
     measure_load_times,
+    publish_crash_explorer,
     publish_crash_table,
     run_concurrent_writers,
     run_publish_crash,
@@ -67,11 +69,16 @@ def test_conflicts_grow_with_writers_and_stream_stays_consistent() -> None:
         assert r.attempts == r.committed + r.conflicts
 
 
-def test_light_load_agrees_with_the_poisson_estimate() -> None:
-    for writers in (2, 3):
-        result = run_concurrent_writers(writers, window=0.02, idle=0.5, duration=400.0)
-        assert result.conflict_rate == pytest.approx(conflict_theory(writers, 0.02, 0.5),
-                                                     abs=0.02)
+# Replicated over seeds 101..120 (400 s each): one run's conflict rate has a standard
+# deviation of 0.0049 (2 writers) and 0.0062 (3 writers); the 20-run means lie 0.06 and
+# 2.3 standard errors from the estimate. The test averages 4 runs and allows 3.5 standard
+# errors of that mean (+-0.009 and +-0.011 on rates of 0.038 and 0.074).
+@pytest.mark.parametrize(("writers", "sd"), [(2, 0.0049), (3, 0.0062)])
+def test_light_load_agrees_with_the_poisson_estimate(writers: int, sd: float) -> None:
+    rates = [run_concurrent_writers(writers, window=0.02, idle=0.5, duration=400.0,
+                                    seed=seed).conflict_rate for seed in (1, 2, 3, 4)]
+    assert sum(rates) / len(rates) == pytest.approx(conflict_theory(writers, 0.02, 0.5),
+                                                    abs=3.5 * sd / 2)
 
 
 def test_retries_exhausted_are_counted() -> None:
@@ -133,3 +140,30 @@ def test_figures_and_tables(load_times: LoadTimes) -> None:
     table = publish_crash_table(0.05)
     assert "guide" in table
     assert "outbox" in table
+
+
+def _simulated(fig: Figure) -> list[tuple[float, ...]]:
+    """What a figure shows of the simulation: data lines and bars (no estimate lines)."""
+    data: list[tuple[float, ...]] = []
+    for ax in fig.axes:
+        for line in ax.get_lines():
+            if not {"theory", "estimate"} & set(str(line.get_label()).replace(":", " ").split()):
+                data.append(tuple(map(float, line.get_ydata())))
+        data.append(tuple(float(p.get_height()) for p in ax.patches))
+    return data
+
+
+@pytest.mark.parametrize("make", [concurrent_writers_explorer, publish_crash_explorer])
+def test_every_slider_changes_the_simulated_picture_over_its_range(make: object) -> None:
+    explorer = make()  # type: ignore[operator]
+    for name, control in explorer.controls.items():
+        start = control.value
+        middle = control.min + round((control.max - control.min) / 2 / control.step) * control.step
+        pictures = []
+        for value in (control.min, middle, control.max):
+            control.value = value
+            pictures.append(_simulated(explorer.last_figure))
+        control.value = start
+        low, mid, high = pictures
+        assert low != mid, f"{name}: the picture does not change from the start to the middle"
+        assert mid != high, f"{name}: the picture does not change from the middle to the end"
