@@ -163,6 +163,15 @@ def test_lww_skew_holds_on_other_seeds(seed: int) -> None:
     assert large.orset_lost == large.pncounter_lost == 0
 
 
+def test_sweep_runs_the_clockless_crdts_once_and_they_do_not_depend_on_the_skew() -> None:
+    sweep = run_lww_skew_sweep((0.0, 5.0), seed=2, horizon=200.0, write_rate=2.0)
+    full = run_lww_skew(5.0, seed=2, horizon=200.0, write_rate=2.0)
+    assert sweep[1] == full  # the copied OR-Set and PN-Counter figures are the real ones
+    register_only = run_lww_skew(5.0, seed=2, horizon=200.0, write_rate=2.0, crdts=False)
+    assert register_only.lww_lost == full.lww_lost > 0
+    assert run_lww_skew_sweep(()) == ()
+
+
 def test_lww_skew_validation_table_and_figure() -> None:
     with pytest.raises(ValueError, match="skew"):
         run_lww_skew(-1.0)
