@@ -344,9 +344,8 @@ def draw_jitter_comparison(
     fig, axes = subplots(1, 3, width=10, height=4.2, width_ratios=[1.5, 1, 1])
     plot_calls_over_time(results, axes[0], figures=False)
     plot_jitter_summary(results, axes[1:])
-    fig.suptitle(f"{clients} clients contending for one record: capped exponential back-off "
-                 f"(base {base_ms:g} ms, cap {cap_ms:g} ms) by jitter, network delay sd "
-                 f"{latency_sd_ms:g} ms")
+    fig.suptitle(f"{clients} clients contending for one record (back-off base {base_ms:g} ms, "
+                 f"cap {cap_ms:g} ms; network delay sd {latency_sd_ms:g} ms)")
     return fig
 
 
@@ -766,7 +765,10 @@ def outage_amplification_table(
     ):
         run = run_amplification(layers=layers, attempts=attempts, budget_ratio=ratio, seed=seed)
         rows.append([name, run.amplification_during(10.5, 19.5), theory])
-    return format_table(["retries", "calls per request in the outage", "theory"], rows)
+    outage = run.outage if run.outage is not None else Outage(math.nan, math.nan)
+    return (f"{layers} layers x {attempts} attempts; the dependency is down from "
+            f"{outage.start:g} s to {outage.end:g} s\n"
+            + format_table(["retries", "calls per request in the outage", "theory"], rows))
 
 
 def contention_explorer() -> Explorer:
