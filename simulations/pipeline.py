@@ -429,12 +429,12 @@ def plot_capacity(ax: Axes, stages: Sequence[StageSpec], batch_sizes: Sequence[i
         ax.annotate(f"{spec.name} alone", (fine[at], alone[at]), fontsize=8,
                     color="#555555", xytext=(0, 4), textcoords="offset points", ha="center")
     ax.plot(fine, total, color="#1f77b4", linewidth=2,
-            label="BatchStage: min over stages of b/(s0 + b·s1)")
+            label="theory: min over stages of b/(s0 + b·s1)")
     if measured is not None:
         ax.plot(batch_sizes, measured, "o", color="#1f77b4", label="BatchStage, simulated")
     if guide is not None:
         ax.plot(batch_sizes, guide, "s--", color="#ff7f0e",
-                label="guide's BatchStage (setup per item), simulated")
+                label="guide's BatchStage, simulated")
     if arrival_rate is not None:
         ax.axhline(arrival_rate, color="#000000", linewidth=1, linestyle="--",
                    label=f"arrival rate {arrival_rate:g}/s")
@@ -564,7 +564,7 @@ def draw_line_explorer(
 def draw_bottleneck(
     store_ms_values: Sequence[float] = (2.0, 4.0, 8.0), batch_size: int = 16,
     rates: Sequence[float] = (25, 50, 75, 100, 125, 150, 175, 200, 250, 300), *,
-    horizon: float = 20.0, seed: int = 1,
+    max_wait: float = 0.05, horizon: float = 20.0, seed: int = 1,
 ) -> Figure:
     """Throughput against offered load (left) and each stage's utilisation (right)."""
     fig, (left, right) = subplots(1, 2, width=10, height=4.4)
@@ -573,7 +573,7 @@ def draw_bottleneck(
     for colour, store_ms in zip(colours, store_ms_values, strict=False):
         line = example_line(store_ms=store_ms)
         cap = line_capacity(line, batch_size)
-        runs = [run_line(line, r, batch_size=batch_size, max_wait=0.05, horizon=horizon,
+        runs = [run_line(line, r, batch_size=batch_size, max_wait=max_wait, horizon=horizon,
                          seed=seed) for r in rates]
         left.plot(xs, np.minimum(xs, cap), color=colour, linewidth=1)
         left.plot(rates, [r.throughput for r in runs], "o", color=colour,
@@ -877,11 +877,14 @@ def batching_cost(batch_size: int, *, items: int = 1000, setup: float = 0.020,
     return results[0], results[1]
 
 
-def batching_cost_table(batch_sizes: Sequence[int] = (1, 10, 100), *, items: int = 1000) -> str:
-    """Calls and time for ``items`` lookups (20 ms per call + 2 ms per item), by batch size."""
+def batching_cost_table(batch_sizes: Sequence[int] = (1, 10, 100), *, items: int = 1000,
+                        setup_ms: float = 20.0, per_item_ms: float = 2.0) -> str:
+    """Calls and time for ``items`` lookups (``setup_ms`` per call + ``per_item_ms`` per
+    item), by batch size."""
     rows = []
     for b in batch_sizes:
-        guide, ours = batching_cost(b, items=items)
+        guide, ours = batching_cost(b, items=items, setup=setup_ms / 1000,
+                                    per_item=per_item_ms / 1000)
         rows.append([b, guide.calls, guide.seconds, ours.calls, ours.seconds])
     return format_table(["batch size", "guide: calls", "guide: seconds", "BatchStage: calls",
                          "BatchStage: seconds"], rows)
