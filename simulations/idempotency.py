@@ -76,6 +76,7 @@ __all__ = [
     "expected_charges",
     "idempotency_explorer",
     "keys_across_processes",
+    "lease_table",
     "loss_sweep",
     "loss_table",
     "payment_defaults",
@@ -458,6 +459,21 @@ def crash_table(crashes: Sequence[float] = (0.0, 0.05, 0.1, 0.2), **options: Any
         rows.append([c, two.double_charged, one.double_charged, two.orders - two.answered,
                      one.orders - one.answered])
     return format_table(["crash prob.", "double: two writes", "double: one transaction",
+                         "unanswered: two writes", "unanswered: one transaction"], rows)
+
+
+def lease_table(leases: Sequence[float] = (0.2, 0.6, 1.0, 1.4, 2.0), *, crash: float = 0.1,
+                loss: float = 0.1, attempts: int = 6, orders: int = 150, seed: int = 1) -> str:
+    """The lease trade-off at one crash probability: orders charged twice and orders left
+    without an answer, with the effect and its record as two writes and as one."""
+    rows = []
+    for lease in leases:
+        two, one = (run_payments(mode=mode, crash=crash, lease=lease, loss=loss,
+                                 attempts=attempts, orders=orders, seed=seed)
+                    for mode in ("reserve", "atomic"))
+        rows.append([lease, two.double_charged, one.double_charged, two.unanswered,
+                     one.unanswered])
+    return format_table(["lease (s)", "double: two writes", "double: one transaction",
                          "unanswered: two writes", "unanswered: one transaction"], rows)
 
 

@@ -10,6 +10,7 @@ from simulations.idempotency import (
     expected_charges,
     idempotency_explorer,
     keys_across_processes,
+    lease_table,
     payment_defaults,
     run_payments,
 )
@@ -88,6 +89,8 @@ def test_a_long_lease_after_crashes_fills_the_workers_with_waiting_duplicates() 
     assert one_second.unanswered <= 2
     assert two_seconds.unanswered > 30
     assert atomic.unanswered == 0
+    rows = [line.split() for line in lease_table((1.0, 2.0)).splitlines()[2:]]
+    assert [int(row[3]) for row in rows] == [one_second.unanswered, two_seconds.unanswered]
 
 
 def test_a_slower_server_lets_more_duplicates_through_the_guides_handler() -> None:
@@ -148,18 +151,19 @@ def _simulated(fig: Figure) -> list[tuple[float, ...]]:
 
 
 @pytest.mark.parametrize("make", [idempotency_explorer, crash_explorer])
-def test_every_slider_changes_the_simulated_picture_at_both_ends(make: object) -> None:
+def test_every_slider_changes_the_simulated_picture_over_its_range(make: object) -> None:
     explorer = make()  # type: ignore[operator]
-    default = _simulated(explorer.last_figure)
     for name, control in explorer.controls.items():
         start = control.value
-        ends = []
-        for value in (control.min, control.max):
+        middle = control.min + round((control.max - control.min) / 2 / control.step) * control.step
+        pictures = []
+        for value in (control.min, middle, control.max):
             control.value = value
-            ends.append(_simulated(explorer.last_figure))
+            pictures.append(_simulated(explorer.last_figure))
         control.value = start
-        assert default not in ends, f"{name} changes nothing at an end of its range"
-        assert ends[0] != ends[1], f"{name} draws the same at both ends"
+        low, mid, high = pictures
+        assert low != mid, f"{name}: the picture does not change from the start to the middle"
+        assert mid != high, f"{name}: the picture does not change from the middle to the end"
 
 
 def test_the_builtin_hash_differs_between_processes_the_sha256_key_does_not() -> None:
