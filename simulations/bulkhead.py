@@ -31,6 +31,7 @@ import numpy as np
 import simpy
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, MaxNLocator, NullLocator
 
 from patterns._validation import (
@@ -285,9 +286,10 @@ def guide_sketch_table(results: dict[str, SketchResult]) -> str:
     """Requests, rejections and the final queue count of each variant, as text."""
     rows = []
     for name, r in results.items():
-        rows.append([name, len(r.arrival_times), int(r.rejected.sum()),
-                     f"{r.rejected_share:.1%}", int(r.queue_lengths[-1]), r.queue_size])
-    return format_table(["bulkhead", "requests", "rejected", "rejected share",
+        rows.append([name, len(r.arrival_times), int((~r.rejected).sum()),
+                     int(r.rejected.sum()), f"{r.rejected_share:.1%}",
+                     int(r.queue_lengths[-1]), r.queue_size])
+    return format_table(["bulkhead", "requests", "admitted", "rejected", "rejected share",
                          "queue count at the end", "queue size"], rows)
 
 
@@ -297,7 +299,7 @@ def draw_guide_sketch(
     """Figure for the pitfalls: rejections over time, and what each variant counts as queue."""
     results = compare_guide_sketch(rate=rate, concurrency=concurrency, queue_size=queue_size,
                                    seed=seed)
-    fig, (left, right) = subplots(1, 2, width=12, height=3.8)
+    fig, (left, right) = subplots(1, 2, width=10, height=4.0)
     # The guide's line lies under the others at 100 %: draw it wide, the others on top.
     widths = {"guide": 4.0, "guide, receiver kept": 1.8, "Bulkhead": 1.8}
     dashes = {"guide": "-", "guide, receiver kept": "--", "Bulkhead": "-"}
@@ -313,7 +315,7 @@ def draw_guide_sketch(
     right.axhline(queue_size, color="black", linestyle=":", linewidth=1,
                   label=f"queue size {queue_size}")
     right.annotate("guide: the channel is closed,\nnothing is ever buffered", xy=(2.0, 0.0),
-                   xytext=(4.0, queue_size * 0.45), fontsize=9,
+                   xytext=(3.0, queue_size * 0.3), fontsize=9,
                    arrowprops={"arrowstyle": "->", "color": VARIANT_COLOURS["guide"]})
     left.set_ylim(-5, 105)
     right.set_ylim(-1, queue_size * 1.15)
@@ -350,6 +352,12 @@ class DependencyTrace:
     """Sorted times at which a call to this dependency got a permit."""
     ends: np.ndarray
     """Sorted times at which such a call released its permit."""
+
+    def refused_wait(self, start: float, end: float) -> float:
+        """Mean seconds the refused requests arriving in ``[start, end)`` waited to hear
+        no (0 when they were all refused at once; NaN when none was refused)."""
+        inside = (self.arrivals >= start) & (self.arrivals < end) & ~self.succeeded
+        return float(np.mean(self.latency[inside])) if inside.any() else math.nan
 
     def success_rate(self, start: float, end: float) -> float:
         """The share of requests arriving in ``[start, end)`` that succeeded."""
@@ -427,6 +435,9 @@ def run_isolation(
     ``concurrency`` permits and ``queue_size`` places guards both; with ``isolated=True``
     each dependency has its own, with the permits and places split between them
     (:func:`split`). Every bulkhead lets a caller wait at most ``max_wait`` seconds.
+    Requests keep arriving for ``max_wait + 1`` s after ``horizon`` (so that the last
+    ones counted meet a queue as busy as everyone else); what a result reports is for
+    the requests arriving before ``horizon``.
     """
     require_int_at_least("concurrency", concurrency, 2 if isolated else 1)
     require_int_at_least("queue_size", queue_size, 0)
@@ -449,7 +460,10 @@ def run_isolation(
     runs = []
     for name in ("A", "B"):
         service = streams.stream(f"service-{name}")
-        arrivals = poisson_arrivals(rate, horizon, streams.numpy(f"arrivals-{name}"))
+        # Traffic goes on past the horizon, so that the callers who arrive just before
+        # it still meet the queue they would meet in the middle of the run.
+        arrivals = poisson_arrivals(rate, horizon + max_wait + 1.0,
+                                    streams.numpy(f"arrivals-{name}"))
         succeeded = np.zeros(len(arrivals), dtype=bool)
         latencies = np.zeros(len(arrivals))
         starts: list[float] = []
@@ -493,7 +507,8 @@ def compare_isolation(**options: Any) -> dict[str, IsolationResult]:
 
 
 def isolation_table(results: dict[str, IsolationResult]) -> str:
-    """Success rates and p95 latency of A and B before and after B turns slow."""
+    """Success rates and p95 latency of A and B before and after B turns slow, and how
+    long the calls refused after B slowed had waited to hear no."""
     rows = []
     for result in results.values():
         cut, end = result.slow_at, result.horizon
@@ -503,20 +518,28 @@ def isolation_table(results: dict[str, IsolationResult]) -> str:
                 f"{trace.success_rate(0, cut):.0%}", f"{trace.success_rate(cut, end):.0%}",
                 1000 * trace.latency_percentile(95, 0, cut),
                 1000 * trace.latency_percentile(95, cut, end),
+                1000 * trace.refused_wait(cut, end),
             ])
     return format_table(["bulkheads", "dependency", "success before", "success after",
-                         "p95 latency before (ms)", "p95 latency after (ms)"], rows)
+                         "p95 latency before (ms)", "p95 latency after (ms)",
+                         "wait to be refused after (ms)"], rows)
 
 
 def _binned(
     trace: DependencyTrace, edges: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per bin of arrival time: success share (%) and p95 latency of successes (s)."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per bin of arrival time: success share (%), p95 latency of the successes (s) and
+    mean wait of the refused calls (s; NaN where none waited)."""
     index = np.digitize(trace.arrivals, edges) - 1
     bins = len(edges) - 1
     total = np.bincount(index, minlength=bins)[:bins]
     wins = np.bincount(index, weights=trace.succeeded, minlength=bins)[:bins]
     success = np.where(total > 0, 100 * wins / np.maximum(total, 1), np.nan)
+    refused = ~trace.succeeded
+    losses = total - wins
+    waited = np.bincount(index[refused], weights=trace.latency[refused], minlength=bins)[:bins]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        refused_wait = np.where(waited > 0, waited / np.maximum(losses, 1), np.nan)
     p95 = np.full(bins, np.nan)
     ok_index, ok_latency = index[trace.succeeded], trace.latency[trace.succeeded]
     order = np.argsort(ok_index, kind="stable")
@@ -526,7 +549,7 @@ def _binned(
         chunk = ok_latency[bounds[b]:bounds[b + 1]]
         if len(chunk):
             p95[b] = np.percentile(chunk, 95)
-    return success, p95
+    return success, p95, refused_wait
 
 
 def _plain_log_axis(ax: Axes) -> None:
@@ -537,18 +560,20 @@ def _plain_log_axis(ax: Axes) -> None:
 
 
 def plot_isolation(result: IsolationResult, axes: Sequence[Axes], *, bin_width: float = 2.0,
-                   show_ylabels: bool = True) -> None:
-    """Panels for one run, per bin of arrival time: success rate, p95 latency of the
-    successful calls and (if a third axes is given) the permits held on average."""
+                   show_ylabels: bool = True, legends: bool = True) -> None:
+    """Panels for one run, per bin of arrival time: success rate; latency (p95 of the
+    successful calls, solid, and mean wait of the refused ones, dotted); and (if a third
+    axes is given) the permits held on average."""
     success_ax, latency_ax = axes[0], axes[1]
     pool_ax = axes[2] if len(axes) > 2 else None
     edges = np.arange(0.0, result.horizon + bin_width / 2, bin_width)
     for name, trace in result.dependencies.items():
         style = {"color": DEPENDENCY_COLOURS[name], "linewidth": 1.8}
-        success, p95 = _binned(trace, edges)
+        success, p95, refused_wait = _binned(trace, edges)
         after = trace.success_rate(result.slow_at, result.horizon)
         _steps(success_ax, edges, success, label=f"{name}: {after:.0%} after B slows", **style)
-        _steps(latency_ax, edges, p95, label=name, **style)
+        _steps(latency_ax, edges, p95, **style)
+        _steps(latency_ax, edges, refused_wait, linestyle=":", **style)
         if pool_ax is not None:
             _steps(pool_ax, edges, trace.mean_in_flight(edges),
                    label=f"held by calls to {name}", **style)
@@ -557,14 +582,20 @@ def plot_isolation(result: IsolationResult, axes: Sequence[Axes], *, bin_width: 
         ax.axvspan(result.slow_at, result.horizon, color="#d62728", alpha=0.05)
         ax.set_xlim(0, result.horizon)
     success_ax.set_ylim(-5, 105)
-    success_ax.legend(loc="lower left")
+    success_ax.legend(loc="lower left", fontsize=8)
     _plain_log_axis(latency_ax)
+    latency_ax.set_ylim(0.005, 50)
+    if legends:
+        latency_ax.legend([Line2D([], [], color="#444444"),
+                           Line2D([], [], color="#444444", linestyle=":")],
+                          ["p95 of the successful calls", "mean wait of the refused calls"],
+                          loc="lower right", fontsize=8)
     xlabel = f"arrival time (s, {bin_width:g} s bins)"
     label(success_ax, title=f"{result.label}: calls that succeeded", xlabel="",
           ylabel="succeeded (% of requests)" if show_ylabels else "")
-    label(latency_ax, title="latency of the successful calls (95th percentile)",
+    label(latency_ax, title="time to an answer",
           xlabel="" if pool_ax is not None else xlabel,
-          ylabel="p95 latency (s, log scale)" if show_ylabels else "")
+          ylabel="seconds (log scale)" if show_ylabels else "")
     if pool_ax is None:
         return
     if result.isolated:
@@ -576,8 +607,8 @@ def plot_isolation(result: IsolationResult, axes: Sequence[Axes], *, bin_width: 
     else:
         pool_ax.axhline(result.concurrency, color="black", linestyle="--", linewidth=1,
                         label=f"the pool: {result.concurrency} permits")
-    pool_ax.set_ylim(0, result.concurrency * 1.35)
-    pool_ax.legend(loc="upper left", ncols=2)
+    pool_ax.set_ylim(0, result.concurrency * 1.45)
+    pool_ax.legend(loc="upper left", fontsize=8)
     label(pool_ax, title="permits held (mean per bin)", xlabel=f"time (s, {bin_width:g} s bins)",
           ylabel="permits in use" if show_ylabels else "")
 
@@ -590,40 +621,56 @@ def draw_isolation(
     rate: float = 20.0,
     seed: int = 1,
     *,
+    latency: float = 0.05,
     show_permits: bool = True,
+    horizon: float = 60.0,
 ) -> Figure:
     """Shared pool (left) against isolated pools (right) as B turns slow at 20 s.
 
-    Rows: success rate, p95 latency and (with ``show_permits``) permits held; the
-    explorer leaves the last row out to redraw faster.
+    Rows: success rate, time to an answer and (with ``show_permits``) permits held;
+    the explorer leaves the last row out and runs a shorter ``horizon`` to redraw faster.
     """
     results = compare_isolation(concurrency=concurrency, queue_size=queue_size,
                                 max_wait=max_wait, slow_latency=slow_latency, rate=rate,
-                                seed=seed)
+                                latency=latency, seed=seed, horizon=horizon)
     rows = 3 if show_permits else 2
-    fig, axes = subplots(rows, 2, width=12, height=2.85 * rows, sharex=True, sharey="row")
+    fig, axes = subplots(rows, 2, width=10, height=0.6 + 2.5 * rows, sharex=True, sharey="row")
+    # a fixed layout draws faster than the constrained one (the explorer redraws it)
+    fig.set_layout_engine(None)
+    fig.subplots_adjust(left=0.08, right=0.99, bottom=0.5 / fig.get_figheight(),
+                        top=1 - 0.75 / fig.get_figheight(), wspace=0.06, hspace=0.28)
     for column, result in enumerate(results.values()):
-        plot_isolation(result, axes[:, column], show_ylabels=column == 0)
-    fig.suptitle(f"A and B, {rate:g} requests/s each, calls of 0.05 s on average; from 20 s "
-                 f"(red) B's calls take {slow_latency:g} s\n{concurrency} permits and "
-                 f"{queue_size} queue places in all, max wait {max_wait:g} s")
+        plot_isolation(result, axes[:, column], show_ylabels=column == 0, legends=column == 0)
+    fig.suptitle(f"A and B, {rate:g} requests/s each, calls of {latency:g} s on average; "
+                 f"from 20 s "
+                 f"(red) B's calls take {slow_latency:.3g} s\n{concurrency} permits and "
+                 f"{queue_size} queue places in all, max wait {max_wait:g} s", fontsize=10)
     return fig
+
+
+EXPLORER_HORIZON = 40.0
+"""The isolation explorer simulates 40 s (B slows at 20 s), to redraw quickly."""
 
 
 def draw_isolation_explorer(
     concurrency: int = 20, queue_size: int = 10, max_wait: float = 0.5,
     slow_latency: float = 5.0, rate: float = 20.0,
 ) -> Figure:
-    """:func:`draw_isolation` without the permits row, for quick slider moves."""
+    """:func:`draw_isolation` without the permits row and over 40 s, for slider moves."""
     return draw_isolation(concurrency, queue_size, max_wait, slow_latency, rate,
-                          show_permits=False)
+                          show_permits=False, horizon=EXPLORER_HORIZON)
 
 
 def isolation_explorer() -> Explorer:
-    """Sliders: permits, queue places, max wait, B's slowness, arrival rate."""
+    """Sliders: permits, queue places, max wait, B's slowness, arrival rate.
+
+    Queue places beyond ``rate * 2 * max_wait`` are never all taken (a waiter leaves
+    after ``max_wait``), so the queue slider stops at 24, where the default max wait
+    of 0.5 s keeps them all in use.
+    """
     return Explorer(draw_isolation_explorer, {
         "concurrency": int_slider("permits in all", 20, 2, 40, 2),
-        "queue_size": int_slider("queue places in all", 10, 0, 40, 2),
+        "queue_size": int_slider("queue places in all", 10, 0, 24, 2),
         "max_wait": float_slider("max wait (s)", 0.5, 0.0, 2.0, 0.1),
         "slow_latency": log_slider("B's latency when slow (s)", 5.0, -1.3, 1.0),
         "rate": float_slider("requests/s to each", 20.0, 5.0, 40.0, 5.0, ".0f"),
@@ -648,9 +695,17 @@ class QueueResult:
     rejected: int
     waits: np.ndarray
     """Time in queue of each admitted call counted."""
+    rejected_queue_full: int = 0
+    """Of ``rejected``: refused at once, all permits and queue places taken."""
+    rejected_wait_timeout: int = 0
+    """Of ``rejected``: left the queue after waiting ``max_wait`` without a permit."""
+    max_wait: float = math.inf
+    service_cv: float = 1.0
+    """Coefficient of variation of the call times (1: exponential, as theory assumes)."""
 
     @property
     def blocking(self) -> float:
+        """The share of calls refused, for either reason."""
         return self.rejected / max(1, self.arrivals)
 
     @property
@@ -659,6 +714,7 @@ class QueueResult:
 
     @property
     def theory(self) -> MMcKTheory:
+        """M/M/c/K: exact for exponential calls and no wait limit (``max_wait=inf``)."""
         return mmck(self.arrival_rate, self.service_rate, self.servers, self.queue_size)
 
 
@@ -668,25 +724,32 @@ def run_queue(
     service_rate: float = 10.0,
     servers: int = 4,
     queue_size: int = 6,
+    max_wait: float = math.inf,
+    service_cv: float = 1.0,
     arrivals: int = 20_000,
     warmup: float = 0.05,
     seed: int = 1,
 ) -> QueueResult:
-    """Poisson arrivals through one :class:`Bulkhead` (no wait limit), exponential service.
+    """Poisson arrivals through one :class:`Bulkhead`, calls of mean ``1 / service_rate``.
 
     About ``arrivals`` calls arrive; those in the first ``warmup`` share of the run are
-    not counted (the system starts empty). Blocking and waits are read from the
-    bulkhead's own :class:`CallRejected` and :class:`CallPermitted` events.
+    not counted (the system starts empty). Blocking, the reasons for it and the waits
+    are read from the bulkhead's own :class:`CallRejected` and :class:`CallPermitted`
+    events. Call times are exponential (``service_cv=1``, what M/M/c/K theory assumes)
+    or gamma-distributed with that coefficient of variation (below 1: more regular,
+    above: more variable). ``max_wait`` is the bulkhead's wait limit (none by default,
+    as in the theory).
     """
     require_finite_positive("arrival_rate", arrival_rate)
     require_finite_positive("service_rate", service_rate)
+    require_finite_positive("service_cv", service_cv)
     require_int_at_least("arrivals", arrivals, 1)
     if not 0 <= warmup < 1:
         raise ValueError(f"warmup must be within [0, 1), got {warmup!r}")
     env = simpy.Environment()
     streams = RandomStreams(seed)
     service = streams.stream("service")
-    bulkhead = Bulkhead("queue", servers, queue_size)
+    bulkhead = Bulkhead("queue", servers, queue_size, max_wait=max_wait)
     recorder = Recorder()
     record = recorder.listener("queue")
 
@@ -695,9 +758,18 @@ def run_queue(
             record(event)
 
     bulkhead.listeners.add(on_event)
+    if service_cv == 1.0:
+        def call_time() -> float:
+            return service.expovariate(service_rate)
+    else:
+        shape = 1.0 / service_cv**2
+        scale = service_cv**2 / service_rate
+
+        def call_time() -> float:
+            return service.gammavariate(shape, scale)
 
     def attempt() -> Generator[Any, Any, None]:
-        yield env.timeout(service.expovariate(service_rate))
+        yield env.timeout(call_time())
 
     def request(_: int) -> Generator[Any, Any, None]:
         with contextlib.suppress(BulkheadFullError):
@@ -709,20 +781,24 @@ def run_queue(
     env.run()
     cut = warmup * horizon
     permitted = [r for r in recorder.select("CallPermitted") if r.time - r.data["waited"] >= cut]
-    rejected = sum(1 for r in recorder.select("CallRejected") if r.time >= cut)
+    refused = [r for r in recorder.select("CallRejected") if r.time - r.data["waited"] >= cut]
+    full = sum(1 for r in refused if r.data["reason"] == "queue_full")
     return QueueResult(arrival_rate, service_rate, servers, queue_size,
-                       len(permitted) + rejected, rejected,
-                       np.array([r.data["waited"] for r in permitted]))
+                       len(permitted) + len(refused), len(refused),
+                       np.array([r.data["waited"] for r in permitted]),
+                       rejected_queue_full=full, rejected_wait_timeout=len(refused) - full,
+                       max_wait=float(max_wait), service_cv=float(service_cv))
 
 
 def queue_sweep(
     rates: Sequence[float], *, service_rate: float = 10.0, servers: int = 4,
-    queue_size: int = 6, arrivals: int = 20_000, seed: int = 1,
+    queue_size: int = 6, service_cv: float = 1.0, arrivals: int = 20_000, seed: int = 1,
 ) -> list[QueueResult]:
     """:func:`run_queue` at each arrival rate (the ``i``-th with seed ``seed + i``, so the
     points are independent samples)."""
     return [run_queue(rate, service_rate=service_rate, servers=servers, queue_size=queue_size,
-                      arrivals=arrivals, seed=seed + index) for index, rate in enumerate(rates)]
+                      service_cv=service_cv, arrivals=arrivals, seed=seed + index)
+            for index, rate in enumerate(rates)]
 
 
 def queue_table(results: Sequence[QueueResult]) -> str:
@@ -745,24 +821,28 @@ def plot_queue_theory(
     first = results[0]
     mu, c, q = first.service_rate, first.servers, first.queue_size
     top = max_rate if max_rate is not None else max(r.arrival_rate for r in results) * 1.05
-    grid = np.linspace(top / 200, top, 200)
+    grid = np.linspace(top / 80, top, 80)
     theory = [mmck(rate, mu, c, q) for rate in grid]
     block_ax, wait_ax = axes
+    simulated = ("simulated Bulkhead" if first.service_cv == 1.0
+                 else f"simulated, call-time CV {first.service_cv:g}")
     block_ax.plot(grid, [100 * t.blocking for t in theory], color=color("theory"),
                   label="M/M/c/K theory")
     block_ax.plot([r.arrival_rate for r in results], [100 * r.blocking for r in results], "o",
-                  color=color("rejected"), label="simulated Bulkhead")
+                  color=color("rejected"), label=simulated)
     wait_ax.plot(grid, [1000 * t.mean_wait for t in theory], color=color("theory"),
                  label="M/M/c/K theory")
     wait_ax.plot([r.arrival_rate for r in results], [1000 * r.mean_wait for r in results], "o",
-                 color=color("equal"), label="simulated Bulkhead")
+                 color=color("equal"), label=simulated)
     for ax in axes:
         ax.axvline(c * mu, color="#7f7f7f", linestyle=":", linewidth=1,
                    label=f"capacity c·μ = {c * mu:g}/s")
-        ax.legend(loc="upper left")
+        ax.set_xlim(0, top)
+        ax.legend(loc="upper left", fontsize=8)
+    block_ax.set_ylim(0, 100)
     label(block_ax, title="Calls rejected (queue full)", xlabel="arrival rate λ (calls/s)",
           ylabel="rejected (% of arrivals)")
-    wait_ax.set_ylim(bottom=0)
+    wait_ax.set_ylim(0, 1000 * (q + 1) / (c * mu) * 1.15)
     label(wait_ax, title="Mean wait in the queue", xlabel="arrival rate λ (calls/s)",
           ylabel="mean wait of admitted calls (ms)")
 
@@ -775,7 +855,8 @@ def queue_rates(servers: int = 4, service_ms: float = 100.0, points: int = 8) ->
 
 def draw_queue_theory(
     servers: int = 4, queue_size: int = 6, service_ms: float = 100.0, arrivals: int = 20_000,
-    points: int = 8, seed: int = 1, *, results: Sequence[QueueResult] | None = None,
+    points: int = 8, seed: int = 1, *, service_cv: float = 1.0,
+    results: Sequence[QueueResult] | None = None,
 ) -> Figure:
     """Theory lines and simulated points over arrival rates from 0.25 to 2 times capacity.
 
@@ -785,28 +866,37 @@ def draw_queue_theory(
     if results is None:
         results = queue_sweep(queue_rates(servers, service_ms, points),
                               service_rate=1000.0 / service_ms, servers=servers,
-                              queue_size=queue_size, arrivals=arrivals, seed=seed)
+                              queue_size=queue_size, service_cv=service_cv,
+                              arrivals=arrivals, seed=seed)
     first = results[0]
     servers, queue_size = first.servers, first.queue_size
     service_ms = 1000.0 / first.service_rate
-    fig, axes = subplots(1, 2, width=12, height=3.8)
+    fig, axes = subplots(1, 2, width=10, height=3.9)
+    fig.set_layout_engine(None)  # fixed: cheaper to redraw than the constrained layout
+    fig.subplots_adjust(left=0.07, right=0.99, bottom=0.13, top=0.8, wspace=0.2)
     plot_queue_theory(results, axes, max_rate=servers * first.service_rate * 2.1)
     counted = min(r.arrivals for r in results)
+    calls = ("exponential calls" if first.service_cv == 1.0
+             else f"calls with a coefficient of variation of {first.service_cv:g}")
     fig.suptitle(f"A bulkhead with c = {servers} permit(s) and {queue_size} queue place(s) "
-                 f"(K = {servers + queue_size}), no wait limit\nexponential calls of mean "
-                 f"{service_ms:g} ms, Poisson arrivals, at least {counted:,} calls per point")
+                 f"(K = {servers + queue_size}), no wait limit\n{calls} of mean "
+                 f"{service_ms:g} ms, Poisson arrivals, at least {counted:,} calls per point",
+                 fontsize=10)
     return fig
 
 
-def draw_queue_explorer(servers: int = 4, queue_size: int = 6, service_ms: float = 100.0) -> Figure:
+def draw_queue_explorer(servers: int = 4, queue_size: int = 6,
+                        service_cv: float = 1.0) -> Figure:
     """The queueing figure with fewer arrivals per point, for quick slider moves."""
-    return draw_queue_theory(servers, queue_size, service_ms, arrivals=2_000, points=6)
+    return draw_queue_theory(servers, queue_size, 100.0, arrivals=1_500, points=6,
+                             service_cv=service_cv)
 
 
 def queue_explorer() -> Explorer:
-    """Sliders: permits, queue places, mean call time; theory redrawn beside simulation."""
+    """Sliders: permits, queue places, and how variable the call times are (theory
+    assumes exponential ones: a coefficient of variation of 1)."""
     return Explorer(draw_queue_explorer, {
         "servers": int_slider("permits c", 4, 1, 20),
         "queue_size": int_slider("queue places", 6, 0, 40),
-        "service_ms": log_slider("mean call time (ms)", 100.0, 1, 3),
+        "service_cv": float_slider("call-time variability (CV)", 1.0, 0.2, 2.0, 0.2),
     })

@@ -162,6 +162,36 @@ def test_simulated_bulkhead_agrees_with_mmck(rate: float, servers: int, queue_si
     assert result.mean_wait == pytest.approx(theory.mean_wait, rel=wait_tol)
 
 
+def test_erlang_b_holds_for_any_call_time_distribution_but_a_queue_does_not() -> None:
+    # M/G/c/c is insensitive: with no queue the blocking depends on the mean call time
+    # only. Over seeds 1-12 (20,000 arrivals at 40/s, 4 permits) the relative error was
+    # +0.1 +- 1.0 % for CV 0.4 and -0.4 +- 3.1 % for CV 2. With 6 queue places it is
+    # not: -27 +- 2.9 % (CV 0.4) and +53 +- 9 % (CV 2) against M/M/c/K.
+    for cv, tolerance in ((0.4, 0.04), (2.0, 0.13)):
+        lossy = run_queue(40.0, servers=4, queue_size=0, service_cv=cv, seed=2)
+        assert lossy.blocking == pytest.approx(lossy.theory.blocking, rel=tolerance)
+    regular = run_queue(40.0, servers=4, queue_size=6, service_cv=0.4, seed=2)
+    variable = run_queue(40.0, servers=4, queue_size=6, service_cv=2.0, seed=2)
+    assert regular.blocking < 0.85 * regular.theory.blocking
+    assert variable.blocking > 1.25 * variable.theory.blocking
+
+
+def test_a_wait_limit_splits_rejections_by_reason() -> None:
+    # With max_wait, a waiter leaves after that long: a queue holds about
+    # rate x max_wait callers at most, and places beyond are never all used.
+    for rate in (30.0, 40.0, 60.0):
+        short = run_queue(rate, max_wait=0.05, arrivals=5000)  # 60/s x 50 ms = 3 < 6
+        long = run_queue(rate, max_wait=0.2, arrivals=5000)    # 60/s x 200 ms = 12 > 6
+        for result in (short, long):
+            assert result.rejected == result.rejected_queue_full + result.rejected_wait_timeout
+        assert short.rejected_wait_timeout > 5 * short.rejected_queue_full
+        assert long.rejected_queue_full > 2 * long.rejected_wait_timeout
+    unlimited = run_queue(40.0, arrivals=5000)
+    assert unlimited.rejected_wait_timeout == 0
+    with pytest.raises(ValueError, match="service_cv must be > 0, got 0"):
+        run_queue(40.0, service_cv=0)
+
+
 def test_queue_table_puts_theory_beside_simulation() -> None:
     results = [run_queue(rate, arrivals=2000) for rate in (20.0, 40.0)]
     lines = queue_table(results).splitlines()
@@ -286,7 +316,17 @@ def test_explorers_redraw_when_a_slider_moves() -> None:
                                       "rate"}
     explorer.controls["concurrency"].value = 10
     assert explorer.redraws == 2
+    assert explorer.controls["queue_size"].max == 24  # rate x 2 x max_wait at the defaults
     queue = queue_explorer()
+    assert set(queue.controls) == {"servers", "queue_size", "service_cv"}
     queue.controls["servers"].value = 2
     assert queue.redraws == 2
-    assert draw_queue_explorer(2, 3, 50.0).axes
+    assert draw_queue_explorer(2, 3, 1.5).axes
+
+
+def test_isolation_table_says_how_long_refused_callers_waited(isolation: dict[str, Any]) -> None:
+    shared = isolation["one shared pool"].dependencies["A"]
+    # in the shared pool A's refused callers sat in the queue before hearing no
+    assert 0.1 < shared.refused_wait(20, 60) <= 0.5
+    assert math.isnan(isolation["isolated pools"].dependencies["A"].refused_wait(20, 60))
+    assert "wait to be refused" in isolation_table(isolation)
