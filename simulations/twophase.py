@@ -40,7 +40,7 @@ import numpy as np
 import simpy
 from matplotlib.collections import PolyCollection
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter, NullFormatter
+from matplotlib.ticker import FuncFormatter, NullLocator
 
 from patterns._validation import (
     require_finite_non_negative,
@@ -533,7 +533,8 @@ def draw_twophase(crash_rate: float = 0.02, downtime: float = 20.0, *,
     rate_ax, hold_ax = axes["rate"], axes["hold"]
     width = max(BIN_SECONDS, float(np.ceil(result.end / 40 / BIN_SECONDS)) * BIN_SECONDS)
     starts, rate = result.commits_per_second(width)
-    rate_ax.bar(starts, rate, width=width, align="edge", color=_BLUE, alpha=0.8)
+    rate_ax.stairs(rate, np.append(starts, starts[-1] + width), fill=True, color=_BLUE,
+                   alpha=0.8)
     rate_ax.axhline(result.arrival_rate, color=color("theory"), linestyle="--",
                     label=f"offered: {result.arrival_rate:g} orders/s")
     rate_ax.legend(loc="upper right", fontsize=9)
@@ -541,11 +542,12 @@ def draw_twophase(crash_rate: float = 0.02, downtime: float = 20.0, *,
           xlabel="simulated time (s)", ylabel="orders / s")
     holds = result.lock_holds()
     estimate = _no_contention_hold(result, WORK)
-    hold_ax.hist(holds, bins=np.logspace(-1, np.log10(max(holds.max(), 1.0)) + 0.05, 25),
-                 color=_BLUE, alpha=0.8)
+    counts, edges = np.histogram(
+        holds, bins=np.logspace(-1, np.log10(max(holds.max(), 1.0)) + 0.05, 25))
+    hold_ax.stairs(counts, edges, fill=True, color=_BLUE, alpha=0.8)
     hold_ax.set_xscale("log")
     hold_ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _pos: f"{value:g}"))
-    hold_ax.xaxis.set_minor_formatter(NullFormatter())
+    hold_ax.xaxis.set_minor_locator(NullLocator())
     hold_ax.axvline(holds.mean(), color=_RED, label=f"mean {holds.mean():.2f} s")
     hold_ax.axvline(estimate, color=color("theory"), linestyle="--",
                     label=f"if nobody waited: {estimate:.2f} s")
