@@ -4,10 +4,14 @@ Three models, each driving :class:`patterns.resilience.retry.RetryPolicy` throug
 SimPy driver:
 
 * **Contention** (:func:`run_contention`), the model of Marc Brooker's "Exponential
-  Backoff and Jitter" (2015): ``clients`` clients all start at once and each wants one
-  write to a shared record guarded by optimistic concurrency. A write succeeds only if
-  nobody else wrote since the client read; otherwise the client backs off and retries.
-  Without jitter the clients stay in lock-step and collide round after round.
+  Backoff and Jitter" (2015) and its simulator: ``clients`` clients all start at once and
+  each wants one update of a shared record guarded by optimistic concurrency (a read, then
+  a conditional write), every message delayed by ``|N(10 ms, 2 ms)|``. A write succeeds
+  only if nobody else wrote since the client read; otherwise the client backs off and
+  retries. With his base and cap it reproduces his published calls
+  (:data:`BROOKER_CALLS`). Without jitter the clients keep colliding in clusters; on a
+  network with no latency variance (``latency_sd=0``) they move in exact lock-step, one
+  winner per round.
 * **Amplification** (:func:`run_amplification`): a request crosses ``layers`` services
   that each retry the one below; the bottom one calls a flaky dependency. During an
   outage every layer's retries multiply (``attempts ** layers`` calls per request)
