@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from matplotlib.figure import Figure
 
@@ -104,12 +102,11 @@ def test_explorer_sliders_change_the_timelines_at_every_step() -> None:
     assert len({sim.run_sagas(orders.value, r).timelines for r in rates}) == len(rates)
 
 
-def test_explorer_redraws_fast() -> None:
+def test_explorer_redraws_once_per_change() -> None:
+    # How fast it redraws is measured in benchmarks/bench_sliders.py, not asserted here.
     explorer = sim.saga_explorer()
     explorer.controls["failure_rate"].value = 0.4
-    started = time.perf_counter()
     explorer.controls["orders"].value = 60
-    assert time.perf_counter() - started < 1.0
     assert explorer.redraws == 3
 
 
