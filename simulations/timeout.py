@@ -36,9 +36,11 @@ import numpy as np
 import simpy
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from patterns._validation import (
+    require_finite_non_negative,
     require_finite_positive,
     require_int_at_least,
     require_unit_interval,
@@ -60,6 +62,9 @@ from simulations.kit.workloads import poisson_arrivals, start_at
 
 VARIANTS: tuple[str, ...] = ("abandon", "cancel")
 """The two client timeouts of the overload model."""
+
+QUEUE_ORDERS: tuple[str, ...] = ("fifo", "lifo")
+"""The server's queue: oldest request first, or newest first."""
 
 VARIANT_LABELS: dict[str, str] = {
     "abandon": "timeout only stops waiting",
@@ -169,6 +174,12 @@ def guide_with_timeout(
     if process.triggered:
         return process.value
     raise TimeoutError("deadline has elapsed")
+
+
+def _defuse(event: simpy.Event) -> None:
+    """Mark a failed process as handled, so that SimPy does not re-raise its failure."""
+    if not event.ok:
+        event.defused = True
 
 
 # ============================================================================ theory
@@ -291,6 +302,9 @@ class OverloadResult:
     busy_complete: np.ndarray
     """Whether the interval ran to the end of the request's service."""
     recorder: Recorder = field(repr=False)
+    cancel_delay: float = 0.0
+    """Seconds between the client giving up and the server hearing of it."""
+    queue_order: str = "fifo"
 
     # ----------------------------------------------------------------- client side
 
@@ -448,6 +462,8 @@ def run_overload(
     tail: float = 20.0,
     horizon: float = 30.0,
     warmup: float | None = None,
+    cancel_delay: float = 0.0,
+    queue_order: str = "fifo",
     seed: int = 1,
 ) -> OverloadResult:
     """A server under load, its clients timing out one way or the other.
@@ -462,11 +478,19 @@ def run_overload(
       request's token is cancelled, which interrupts the server process handling it
       (out of the queue, or out of its worker).
 
+    With ``cancel_delay`` the server hears of a cancellation that many seconds after the
+    client gave up (a network hop away): the request goes on meanwhile, waiting or being
+    served. ``queue_order="lifo"`` serves the newest waiting request first instead of
+    the oldest (without preempting a request in service).
+
     Measures the ``warmup`` .. ``horizon`` window (``warmup`` defaults to a sixth of
     the horizon).
     """
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
+    if queue_order not in QUEUE_ORDERS:
+        raise ValueError(f"queue_order must be one of {QUEUE_ORDERS}, got {queue_order!r}")
+    require_finite_non_negative("cancel_delay", cancel_delay)
     require_finite_positive("load", load)
     require_finite_positive("timeout", timeout)
     require_int_at_least("workers", workers, 1)
@@ -481,7 +505,9 @@ def run_overload(
     service = streams.numpy("service").lognormal(math.log(median), dist.sigma, len(arrivals))
 
     env = simpy.Environment()
-    pool = simpy.Resource(env, capacity=workers)
+    lifo = queue_order == "lifo"
+    pool = simpy.PriorityResource(env, capacity=workers) if lifo else \
+        simpy.Resource(env, capacity=workers)
     recorder = Recorder()
     policy = TimeoutPolicy(timeout)
     policy.listeners.add(recorder.listener("client"))
@@ -492,7 +518,7 @@ def run_overload(
     def serve(index: int) -> Generator[Any, Any, str]:
         # (no `finally:` here: SimPy closes the generators left pending at the horizon,
         # and their clean-up must not count as work done at the horizon)
-        with pool.request() as request:
+        with (pool.request(priority=-index) if lifo else pool.request()) as request:
             try:
                 yield request
             except simpy.Interrupt:  # cancelled while queued
@@ -507,10 +533,27 @@ def run_overload(
             busy.append((index, in_service.pop(index), env.now, True))
         return "response"
 
+    def interrupt_later(server: simpy.Process) -> Generator[Any, Any, None]:
+        yield env.timeout(cancel_delay)
+        if server.is_alive:
+            server.interrupt("cancelled, heard late")
+
+    def relayed(index: int) -> Generator[Any, Any, str]:
+        """The client's side of a request served elsewhere: a cancellation reaches the
+        server ``cancel_delay`` seconds later."""
+        server = env.process(serve(index))
+        server.callbacks.append(_defuse)  # an interrupted server is nobody's failure
+        try:
+            return (yield server)
+        except simpy.Interrupt:
+            env.process(interrupt_later(server))
+            raise
+
     def client(index: int) -> Generator[Any, Any, None]:
         if variant == "cancel":
+            work = relayed if cancel_delay > 0 else serve
             with contextlib.suppress(DeadlineExceededError):
-                yield from policy.simpy_call(env, lambda _token: serve(index))
+                yield from policy.simpy_call(env, lambda _token: work(index))
             return
         started = env.now
         try:
@@ -532,7 +575,7 @@ def run_overload(
         busy_start=np.array([b[1] for b in busy], dtype=float),
         busy_end=np.array([b[2] for b in busy], dtype=float),
         busy_complete=np.array([b[3] for b in busy], dtype=bool),
-        recorder=recorder,
+        recorder=recorder, cancel_delay=float(cancel_delay), queue_order=queue_order,
     )
 
 
@@ -547,7 +590,8 @@ def sweep_load(
 
 
 def plot_goodput_vs_load(
-    runs: Mapping[str, Sequence[OverloadResult]], ax: Axes, *, theory: bool = True
+    runs: Mapping[str, Sequence[OverloadResult]], ax: Axes, *, theory: bool = True,
+    legend: bool = True,
 ) -> Axes:
     """Goodput against offered load: simulation (markers) and fluid theory (lines)."""
     first = next(iter(runs.values()))[0]
@@ -565,12 +609,14 @@ def plot_goodput_vs_load(
             label="offered requests per second")
     ax.axvline(1.0, color="#999999", linewidth=0.8)
     ax.set_ylim(0, first.capacity * 2)
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), fontsize=8, ncol=1)
+    if legend:
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), fontsize=8, ncol=1)
     return label(ax, title="Goodput", xlabel="offered load (1 = all workers busy)",
                  ylabel="successful responses per second")
 
 
-def plot_shares_vs_load(runs: Mapping[str, Sequence[OverloadResult]], ax: Axes) -> Axes:
+def plot_shares_vs_load(runs: Mapping[str, Sequence[OverloadResult]], ax: Axes, *,
+                        legend: bool = True) -> Axes:
     """Share of the workers' time spent on orphaned work, against offered load."""
     for variant, results in runs.items():
         shares = [r.capacity_shares() for r in results]
@@ -579,20 +625,22 @@ def plot_shares_vs_load(runs: Mapping[str, Sequence[OverloadResult]], ax: Axes) 
                 markersize=4)
     ax.set_ylim(-3, 103)
     ax.axvline(1.0, color="#999999", linewidth=0.8)
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), fontsize=8)
+    if legend:
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), fontsize=8)
     return label(ax, title="Work for clients who left",
                  xlabel="offered load (1 = all workers busy)",
                  ylabel="orphaned work (% of worker time)")
 
 
-def plot_latency_vs_load(runs: Mapping[str, Sequence[OverloadResult]], ax: Axes) -> Axes:
+def plot_latency_vs_load(runs: Mapping[str, Sequence[OverloadResult]], ax: Axes, *,
+                         legend: bool = True) -> Axes:
     """Median and 99th percentile latency of successful responses, against load."""
     for variant, results in runs.items():
         loads = [r.load for r in results]
         ax.plot(loads, [1000 * r.latency_percentile(99) for r in results], "o-",
                 color=COLORS[variant], label=f"{VARIANT_LABELS[variant]}, p99", linewidth=1.4,
                 markersize=4)
-        ax.plot(loads, [1000 * r.latency_percentile(50) for r in results], "s--",
+        ax.plot(loads, [1000 * r.latency_percentile(50) for r in results], "s:",
                 color=COLORS[variant], label=f"{VARIANT_LABELS[variant]}, median",
                 linewidth=1, markersize=3)
     timeout = next(iter(runs.values()))[0].timeout
@@ -600,7 +648,8 @@ def plot_latency_vs_load(runs: Mapping[str, Sequence[OverloadResult]], ax: Axes)
     ax.text(0.02, 1000 * timeout, " timeout", va="bottom", fontsize=8, color="#666666",
             transform=ax.get_yaxis_transform())
     ax.set_ylim(0, 1000 * timeout * 1.15)
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), fontsize=8, ncol=2)
+    if legend:
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), fontsize=8, ncol=2)
     return label(ax, title="Latency of the successful responses",
                  xlabel="offered load (1 = all workers busy)", ylabel="latency (ms)")
 
@@ -611,14 +660,28 @@ def draw_goodput_vs_load(
 ) -> Figure:
     """Figure for the notebook: goodput, orphaned work and latency against offered load."""
     runs = sweep_load(loads, timeout=timeout, workers=workers, tail=tail, seed=seed)
-    fig, axes = subplots(1, 3, width=14, height=5.2)
-    plot_goodput_vs_load(runs, axes[0])
-    plot_shares_vs_load(runs, axes[1])
-    plot_latency_vs_load(runs, axes[2])
+    fig, axes = subplots(1, 3, width=10, height=4.6)
+    plot_goodput_vs_load(runs, axes[0], legend=False)
+    plot_shares_vs_load(runs, axes[1], legend=False)
+    plot_latency_vs_load(runs, axes[2], legend=False)
+    axes[0].set_title("Goodput")
+    axes[1].set_title("Work for clients who left")
+    axes[2].set_title("Latency of successes")
+    for ax in axes:
+        ax.set_xlabel("offered load")
+    handles = [Line2D([], [], color=COLORS[v], marker="o", markersize=4, label=VARIANT_LABELS[v])
+               for v in VARIANTS]
+    handles += [Line2D([], [], color="#444444", linestyle="--", label="fluid theory"),
+                Line2D([], [], color=COLORS["offered"], linestyle=":", label="offered (per s)"),
+                Line2D([], [], color="#444444", marker="o", markersize=4, label="p99 latency"),
+                Line2D([], [], color="#444444", marker="s", markersize=3, linestyle=":",
+                       label="median latency")]
+    fig.legend(handles=handles, loc="outside lower center", ncol=3, fontsize=8)
     dist = runs["abandon"][0].dist
     fig.suptitle(f"{workers} workers, service median {1000 * dist.median:g} ms, "
                  f"p99 {1000 * dist.p99:g} ms (mean {1000 * dist.mean:.0f} ms), "
-                 f"client timeout {timeout:g} s")
+                 f"client timeout {timeout:g} s; offered load 1 = all workers busy",
+                 fontsize=10)
     return fig
 
 
@@ -640,8 +703,9 @@ def plot_goodput_over_time(
     ax.axhline(first.capacity, color="#000000", linestyle="--", linewidth=0.8,
                label=f"workers / mean service: {first.capacity:.0f}/s")
     ax.axvspan(0, first.warmup, color="#eeeeee", zorder=0)
-    ax.set_ylim(0, top * 1.1)
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), fontsize=8, ncol=2)
+    ax.set_xlim(0, first.horizon)
+    ax.set_ylim(0, top * 1.5)
+    ax.legend(loc="upper right", fontsize=8, ncol=2)
     return label(ax, title="Goodput over time", xlabel="time (s)",
                  ylabel="successful responses per second")
 
@@ -653,18 +717,22 @@ def plot_capacity_shares(results: Mapping[str, OverloadResult], ax: Axes) -> Axe
     shares = [results[n].capacity_shares() for n in names]
     titles = {"useful": "useful", "wasted": "cut off at the timeout",
               "orphaned": "orphaned: client gone", "idle": "idle"}
-    ticks = {"abandon": "stops waiting", "cancel": "cancels the work"}
+    rows = np.arange(len(names))
     for part, text in titles.items():
         values = np.array([100 * s[part] for s in shares])
-        bars = ax.bar([ticks[n] for n in names], values, bottom=bottoms, color=COLORS[part],
-                      label=text, width=0.6)
+        bars = ax.barh(rows, values, left=bottoms, color=COLORS[part], label=text, height=0.5)
         ax.bar_label(bars, labels=[f"{v:.0f}%" if v >= 6 else "" for v in values],
                      label_type="center", fontsize=8)
         bottoms += values
-    ax.set_ylim(0, 100)
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=2, fontsize=8)
-    return label(ax, title="Where the workers' time went", xlabel="the client timeout",
-                 ylabel="% of worker time (after warm-up)")
+    for row, name in zip(rows, names, strict=True):
+        ax.text(0, row - 0.3, VARIANT_LABELS[name], fontsize=9, va="bottom")
+    ax.set_xlim(0, 100)
+    ax.set_ylim(len(names) - 0.6, -1.7)
+    ax.set_yticks([])
+    ax.grid(axis="y", visible=False)
+    ax.legend(loc="upper center", ncol=2, fontsize=8)
+    return label(ax, title="Where the workers' time went",
+                 xlabel="% of worker time (after warm-up)", ylabel="client timeout")
 
 
 def plot_queue_over_time(
@@ -677,8 +745,10 @@ def plot_queue_over_time(
         ax.plot(times, result.queue_over_time(times), color=COLORS[variant],
                 label=VARIANT_LABELS[variant], linewidth=1.6)
     ax.axvspan(0, first.warmup, color="#eeeeee", zorder=0)
+    ax.set_xlim(0, first.horizon)
+    ax.set_ylim(bottom=0)
     if legend:
-        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), fontsize=8)
+        ax.legend(loc="upper left", fontsize=8)
     return label(ax, title="Requests waiting at the server", xlabel="time (s)",
                  ylabel="requests in the queue")
 
@@ -706,17 +776,24 @@ def draw_overload(
     horizon = float(min(horizon, max(6.0, EXPLORER_REQUESTS / rate)))
     results = compare_overload(load=load, timeout=timeout, workers=workers, tail=tail,
                                seed=seed, horizon=horizon)
-    fig, axes = subplots(1, 3, width=14, height=4.8, width_ratios=[1.4, 1.1, 0.9])
+    fig, axes = subplots(2, 2, width=10, height=6.4, width_ratios=[1, 1],
+                         height_ratios=[1.25, 1])
     # a fixed layout renders faster than the constrained one: this figure redraws on
     # every slider move
     fig.set_layout_engine(None)
-    fig.subplots_adjust(left=0.05, right=0.98, bottom=0.3, top=0.87, wspace=0.25)
-    plot_goodput_over_time(results, axes[0], bin_width=horizon / 30)
-    plot_queue_over_time(results, axes[1], legend=False)  # same colours as on the left
-    plot_capacity_shares(results, axes[2])
-    fig.suptitle(f"Offered load {load:g} ({rate:.0f} requests/s), {workers} workers, "
-                 f"service p99/median {tail:g}, timeout {timeout:g} s "
-                 f"(shaded: warm-up, not counted)")
+    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.09, top=0.87, wspace=0.12,
+                        hspace=0.45)
+    grid = axes[0, 0].get_gridspec()
+    for ax in axes[0]:
+        ax.remove()
+    top = fig.add_subplot(grid[0, :])
+    plot_goodput_over_time(results, top, bin_width=horizon / 30)
+    plot_queue_over_time(results, axes[1, 0], legend=False)  # same colours as above
+    plot_capacity_shares(results, axes[1, 1])
+    fig.suptitle(f"Offered load {load:g} ({rate:.0f} requests/s), {workers} "
+                 f"worker{'' if workers == 1 else 's'}, "
+                 f"service p99/median {tail:.3g}, timeout {timeout:.2g} s\n"
+                 f"(shaded: warm-up, not counted)", fontsize=10)
     return fig
 
 
@@ -926,7 +1003,7 @@ def draw_poll_leak(rate: float = 50.0, horizon: float = 30.0, seed: int = 1) -> 
             for v in ("guide", "token")}
     names = {"guide": "guide: when_cancelled polls every 10 ms",
              "token": "CancellationToken: a callback, no thread"}
-    fig, axes = subplots(1, 3, width=14, height=4)
+    fig, axes = subplots(1, 3, width=10, height=4.2)
     times = np.linspace(0, horizon, 400)
     edges = np.arange(0, horizon + 0.5, 1.0)
     wide = np.arange(0, horizon + 1.5, 3.0)  # disconnects are rare: 3 s bins
@@ -950,9 +1027,9 @@ def draw_poll_leak(rate: float = 50.0, horizon: float = 30.0, seed: int = 1) -> 
     label(axes[0], title="Blocking threads in use", xlabel="time (s)", ylabel="threads")
     label(axes[1], title="Polling wake-ups", xlabel="time (s)", ylabel="wake-ups per second")
     axes[2].set_ylim(-5, 105)
-    label(axes[2], title="Disconnects that stopped the work", xlabel="time (s)",
+    label(axes[2], title="Work stopped on leaving", xlabel="time (s)",
           ylabel="% of the clients who left (3 s bins)")
-    axes[0].legend(loc="lower right", bbox_to_anchor=(1.0, 0.08), fontsize=8)
+    fig.legend(handles=axes[0].get_lines()[:2], loc="outside lower center", ncol=2, fontsize=8)
     fig.suptitle(f"{rate:g} requests/s, 5% of clients leave mid-request")
     return fig
 
@@ -1150,10 +1227,10 @@ def plot_fanout_tree(result: FanoutResult, ax: Axes, *, tree: int = 0) -> Axes:
         names.append(f"child {result.slot[row] + 1}" if result.level[row] == 1
                      else f"   grandchild {result.parent[row] + 1}.{result.slot[row] + 1}")
     ax.axvline(result.timeout, color="#000000", linestyle="--", linewidth=1)
-    ax.set_yticks(range(len(order)), names, fontsize=7)
+    ax.set_yticks(range(len(order)), names, fontsize=8)
     ax.set_ylim(len(order) - 0.5, -0.5)
-    ax.set_title(f"{FANOUT_LABELS[result.variant]}\n{result.work_after_deadline():.1f} s of "
-                 f"work after the timeout (mean of {result.trees} requests)", fontsize=10)
+    ax.set_title(f"{FANOUT_LABELS[result.variant]}\n{result.work_after_deadline():.1f} s "
+                 f"of work after the timeout", fontsize=9)
     ax.set_xlabel("time since the request started (s)")
     ax.set_ylabel("operation")
     return ax
@@ -1161,15 +1238,19 @@ def plot_fanout_tree(result: FanoutResult, ax: Axes, *, tree: int = 0) -> Axes:
 
 def draw_fanout(fanout: int = 4, timeout: float = 0.3, seed: int = 1) -> Figure:
     """One request tree per variant, as bars, the timeout marked."""
-    fig, axes = subplots(1, 3, width=14, height=5.2, sharex=True, sharey=True)
+    fig, axes = subplots(1, 3, width=10, height=5.6, sharex=True, sharey=True)
     for ax, variant in zip(axes, FANOUT_VARIANTS, strict=True):
         plot_fanout_tree(run_fanout(variant, fanout=fanout, timeout=timeout, seed=seed), ax)
     fig.legend(handles=[Patch(color="#999999", label="work before the timeout"),
                         Patch(color=COLORS["orphaned"],
                               label="work after the timeout (its caller has left)")],
                loc="outside lower center", ncol=2)
+    for ax in axes[1:]:
+        ax.set_ylabel("")
     fig.suptitle(f"A request calls {fanout} children, each calls {fanout} grandchildren; "
-                 f"the caller gives up after {timeout:g} s (dashed line)")
+                 f"the caller gives up after {timeout:g} s (dashed line)\n"
+                 f"one request shown; work after the timeout: mean over all requests",
+                 fontsize=10)
     return fig
 
 
@@ -1188,6 +1269,7 @@ __all__ = [
     "COLORS",
     "FANOUT_VARIANTS",
     "POLL_INTERVAL",
+    "QUEUE_ORDERS",
     "TOKIO_BLOCKING_THREADS",
     "VARIANTS",
     "FanoutResult",

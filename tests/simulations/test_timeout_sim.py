@@ -190,6 +190,33 @@ def test_latency_of_successes_stays_under_the_timeout() -> None:
     assert result.latency_percentile(50) < result.latency_percentile(99)
 
 
+def test_a_late_cancellation_brings_orphaned_work_back() -> None:
+    # The server hears of the cancellation 50 ms after the client gave up: a request in
+    # service works on for up to 50 ms, so orphaned work is at most timeouts x 50 ms.
+    late = run_overload("cancel", load=2.0, cancel_delay=0.05)
+    on_time = run_overload("cancel", load=2.0)
+    orphaned = late.capacity_shares()["orphaned"]
+    bound = late.timeouts / late.window * 0.05 / late.workers
+    assert on_time.capacity_shares()["orphaned"] == 0.0
+    assert 0.5 * bound < orphaned <= bound
+    assert late.goodput < on_time.goodput
+    assert run_overload("cancel", load=2.0, cancel_delay=0.0).goodput == on_time.goodput
+
+
+def test_newest_first_avoids_the_collapse_even_without_cancellation() -> None:
+    # LIFO serves the requests whose clients are still waiting; the old ones starve in
+    # the queue instead of being served for nobody.
+    fifo = run_overload("abandon", load=2.0)
+    lifo = run_overload("abandon", load=2.0, queue_order="lifo")
+    assert fifo.goodput < 1.0
+    assert lifo.goodput > 0.5 * lifo.capacity
+    assert lifo.latency_percentile(50) < 0.3 * lifo.timeout
+    cancel_lifo = run_overload("cancel", load=2.0, queue_order="lifo")
+    cancel_fifo = run_overload("cancel", load=2.0)
+    assert cancel_lifo.latency_percentile(50) < 0.3 * cancel_fifo.latency_percentile(50)
+    assert cancel_lifo.capacity_shares()["orphaned"] == 0.0
+
+
 def test_overload_parameters_are_checked_by_name() -> None:
     with pytest.raises(ValueError, match=r"variant must be one of .* got 'drop'"):
         run_overload("drop")
@@ -205,6 +232,10 @@ def test_overload_parameters_are_checked_by_name() -> None:
         run_overload("cancel", horizon=10.0, warmup=10.0)
     with pytest.raises(ValueError, match="timeout must be > 0, got -1"):
         run_overload("cancel", timeout=-1)
+    with pytest.raises(ValueError, match=r"cancel_delay must be >= 0, got -0\.1"):
+        run_overload("cancel", cancel_delay=-0.1)
+    with pytest.raises(ValueError, match=r"queue_order must be one of .* got 'random'"):
+        run_overload("cancel", queue_order="random")
 
 
 # --------------------------------------------------------------------------- polling
@@ -358,7 +389,8 @@ def test_figures_are_labelled() -> None:
         for ax in fig.axes:
             assert ax.get_title()
             assert ax.get_xlabel()
-            assert ax.get_ylabel()
+            # a row of panels sharing the y axis names it once, on the left
+            assert ax.get_ylabel() or ax.get_shared_y_axes().get_siblings(ax) != [ax]
 
 
 def test_the_explorer_has_the_four_sliders_and_redraws() -> None:
