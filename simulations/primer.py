@@ -34,7 +34,7 @@ import numpy as np
 import simpy
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from matplotlib.ticker import NullLocator
+from matplotlib.ticker import MaxNLocator, NullLocator
 
 from patterns._validation import (
     require_finite_non_negative,
@@ -427,14 +427,15 @@ def queue_table(utilisations: Sequence[float] = (0.5, 0.8, 0.9), *,
         theory = mm1(rho * service_rate, service_rate)
         run = simulate_queue(rho * service_rate, service_rate, horizon=horizon, seed=seed)
         rows.append([rho, theory.mean_in_system, run.time_average_in_system(),
-                     1000 * theory.mean_sojourn, 1000 * run.mean_sojourn,
-                     1000 * theory.mean_wait, 1000 * run.mean_wait])
+                     *(round(1000 * value, 1) for value in (
+                         theory.mean_sojourn, run.mean_sojourn, theory.mean_wait,
+                         run.mean_wait))])
     return format_table(["ρ", "L formula", "L simulated", "W formula (ms)", "W simulated (ms)",
                          "Wq formula (ms)", "Wq simulated (ms)"], rows)
 
 
 def hockey_stick_points(utilisations: Sequence[float], *, service_rate: float = SERVICE_RATE,
-                        horizon: float = 500.0, seeds: Sequence[int] = (1, 2, 3, 4, 5)
+                        horizon: float = 400.0, seeds: Sequence[int] = range(1, 11)
                         ) -> tuple[np.ndarray, np.ndarray]:
     """Mean and standard error over seeds of the simulated W (seconds) at each utilisation."""
     means, errors = [], []
@@ -446,19 +447,19 @@ def hockey_stick_points(utilisations: Sequence[float], *, service_rate: float = 
     return np.array(means), np.array(errors)
 
 
-def _hockey_curve(ax: Axes, service_rate: float) -> None:
-    rho = np.linspace(0.0, 0.97, 200)
+def _hockey_curve(ax: Axes, service_rate: float, top: float = 0.0) -> None:
+    rho = np.linspace(0.0, 0.985, 200)
     ax.plot(rho, 1000 / (service_rate * (1 - rho)), color=color("theory"),
             label=r"formula $W = 1/(\mu - \lambda)$")
-    ax.set_ylim(0, 1000 * 12 / service_rate)
+    ax.set_ylim(0, max(1000 * 12 / service_rate, 1.15 * top))
     ax.set_xlim(0, 1)
     label(ax, title="the hockey stick", xlabel="utilisation ρ = λ/μ",
           ylabel="mean time in system W (ms)")
 
 
-def draw_hockey_stick(utilisations: Sequence[float] = (0.3, 0.5, 0.7, 0.8, 0.85, 0.9),
-                      *, service_rate: float = SERVICE_RATE, horizon: float = 500.0,
-                      seeds: Sequence[int] = (1, 2, 3, 4, 5)) -> Figure:
+def draw_hockey_stick(utilisations: Sequence[float] = (0.5, 0.7, 0.8, 0.9),
+                      *, service_rate: float = SERVICE_RATE, horizon: float = 400.0,
+                      seeds: Sequence[int] = range(1, 11)) -> Figure:
     """W against ρ: the formula, and SimPy means over seeds with their standard errors."""
     means, errors = hockey_stick_points(utilisations, service_rate=service_rate,
                                         horizon=horizon, seeds=seeds)
@@ -489,7 +490,7 @@ def draw_mm1_run(utilisation: float = 0.8, seed: int = 1, *,
     time_ax.legend(loc="upper left", ncols=2)
     label(time_ax, title=f"callers present at ρ = {utilisation:.2f}", xlabel="time (s)",
           ylabel="callers in the system")
-    _hockey_curve(curve_ax, service_rate)
+    _hockey_curve(curve_ax, service_rate, 1000 * run.mean_sojourn)
     curve_ax.plot([utilisation], [1000 * run.mean_sojourn], "o", color=color("full"),
                   label=f"this run: {1000 * run.mean_sojourn:.0f} ms")
     curve_ax.legend(loc="upper left")
@@ -542,8 +543,11 @@ def pooling_table(servers: int = 4, utilisation: float = 0.8, *,
                              seed=seed)
         rows.append([layout, theory.wait_probability, run.wait_probability, theory.mean_wait,
                      run.mean_wait])
-    return format_table(["layout", "P(wait) formula", "P(wait) simulated", "Wq formula (s)",
-                         "Wq simulated (s)"], rows)
+    ratio = separate_queues(rate, service_rate, servers).mean_wait / mmc(
+        rate, service_rate, servers).mean_wait
+    table = format_table(["layout", "P(wait) formula", "P(wait) simulated", "Wq formula (s)",
+                          "Wq simulated (s)"], rows)
+    return f"{table}\nseparate queues wait {ratio:.1f} times longer (formulas)"
 
 
 def draw_pooling(servers: int = 4, utilisation: float = 0.8, *,
@@ -757,24 +761,28 @@ def epidemic_table(n: int = 1000, *, loss: float = 0.0, seeds: Sequence[int] = r
 def draw_epidemics(n: int = 1000, loss: float = 0.0, *, seeds: Sequence[int] = (1, 2, 3, 4, 5)
                    ) -> Figure:
     """Fraction uninformed per round (log scale): runs (thin) and the mean field (dashed)."""
-    fig, ax = subplots(width=8.0, height=4.2)
+    fig, ax = subplots(width=9.0, height=4.2)
+    floor = 0.3 / n  # where a run that informed everyone ends (0 has no place on a log scale)
     longest = 0
     for mode in EPIDEMIC_MODES:
         colour = _MODE_COLOURS[mode]
         for seed in seeds:
             run = simulate_epidemic(mode, n, loss=loss, seed=seed)
-            longest = max(longest, len(run.uninformed))
-            ax.plot(run.uninformed, color=colour, linewidth=0.8, alpha=0.6)
-        curve = mean_field(mode, n, mean_field_rounds(mode, n, loss=loss) + 1, loss=loss)
-        ax.plot(curve, "--", color=colour, linewidth=2.0,
-                label=f"{mode}: mean field {len(curve) - 2} rounds")
-    ax.axhline(1 / n, color="grey", linewidth=0.8)
-    ax.text(0.3, 1.3 / n, "one node left", fontsize=9, color="grey")
+            longest = max(longest, len(run.uninformed) - 1)
+            ax.plot(np.maximum(run.uninformed, floor), color=colour, linewidth=0.8, alpha=0.6)
+        rounds = mean_field_rounds(mode, n, loss=loss)
+        curve = mean_field(mode, n, rounds, loss=loss)
+        ax.plot(curve, "--", color=colour, linewidth=2.0, label=f"{mode}: {rounds} rounds")
+        longest = max(longest, rounds)
+    for level, text in ((1 / n, "one node left"), (floor, "everyone informed")):
+        ax.axhline(level, color="grey", linewidth=0.8)
+        ax.text(0.2, level * 1.25, text, fontsize=9, color="grey")
     ax.set_yscale("log")
     ax.yaxis.set_minor_locator(NullLocator())
-    ax.set_ylim(0.3 / n, 1.5)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylim(0.6 * floor, 1.5)
     ax.set_xlim(0, longest)
-    ax.legend(loc="lower left")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), title="dashed: mean field\nthin: runs")
     label(ax, title=f"gossip on {n:,} nodes: {len(seeds)} runs per mode"
           + (f", {loss:.0%} of exchanges lost" if loss else ""),
           xlabel="round", ylabel="fraction of nodes uninformed")

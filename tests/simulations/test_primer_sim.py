@@ -289,7 +289,8 @@ def axis_labels(fig: Figure) -> list[str]:
 
 @pytest.mark.parametrize("draw", [
     draw_poisson, draw_mm1_run, draw_pooling, draw_erlang_b,
-    lambda: draw_hockey_stick((0.5, 0.8), seeds=(1, 2)), lambda: draw_epidemics(seeds=(1, 2)),
+    lambda: draw_hockey_stick((0.5, 0.8), seeds=(1, 2), horizon=100.0),
+    lambda: draw_epidemics(seeds=(1, 2)),
 ])
 def test_figures_label_their_axes(draw: Callable[[], Figure]) -> None:
     fig = draw()
