@@ -36,6 +36,7 @@ returns a Figure, ``*_table`` returns text.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
 from collections.abc import Generator, Iterable, Sequence
 from dataclasses import dataclass
@@ -341,7 +342,7 @@ def draw_partition(results: dict[str, PartitionResult] | None = None,
                    seed: int = 1) -> Figure:
     """The guide's overwrite beside the G-Counter merge, through the same partition."""
     results = results if results is not None else compare_partition(seed)
-    fig, axes = subplots(1, 2, width=11.0, height=4.0, sharey=True)
+    fig, axes = subplots(1, 2, width=10.0, height=4.0, sharey=True)
     plot_partition(results["guide"], axes[0])
     plot_partition(results["crdt"], axes[1])
     return fig
@@ -351,12 +352,30 @@ def partition_table(results: Sequence[PartitionResult]) -> str:
     """Acknowledged, kept and lost increments per run."""
     rows = [
         (r.strategy, "yes" if r.partition else "no", r.acknowledged, max(r.final_values),
-         min(r.final_values), r.lost, "yes" if r.converged else "no")
+         min(r.final_values), r.lost, f"{r.lost / r.acknowledged:.1%}",
+         "yes" if r.converged else "no")
         for r in results
     ]
     return format_table(
         ["strategy", "partition", "acknowledged", "best replica", "worst replica", "lost",
-         "converged"], rows)
+         "lost (%)", "converged"], rows)
+
+
+def _defaults(function: Any) -> dict[str, Any]:
+    return {name: parameter.default
+            for name, parameter in inspect.signature(function).parameters.items()}
+
+
+def partition_setup() -> str:
+    """The partition model's settings, read from :func:`run_partition`'s defaults."""
+    d = _defaults(run_partition)
+    start, end = d["partition"]
+    peers = d["nodes"] - 1
+    return (f"{d['nodes']} replicas; clients send {d['update_rate']:g} increments per s "
+            f"until {d['updates_until']:g} s; every {d['sync_interval']:g} s each replica "
+            f"sends its state to ceil({peers} x {d['gossip_factor']:g}) = "
+            f"{math.ceil(peers * d['gossip_factor'])} peers; partition from {start:g} s "
+            f"to {end:g} s")
 
 
 def partition_evidence(seed: int = 1) -> tuple[PartitionResult, ...]:
@@ -602,6 +621,14 @@ def draw_lww_skew(results: Sequence[LwwSkewResult] | None = None) -> Figure:
     return fig
 
 
+def lww_setup() -> str:
+    """The clock-skew model's settings, read from :func:`run_lww_skew`'s defaults."""
+    d = _defaults(run_lww_skew)
+    return (f"{d['replicas']} replicas, about {d['write_rate']:g} write per s for "
+            f"{d['horizon']:g} s, full sync every {d['sync_interval']:g} s; "
+            f"replica r0's clock is ahead by the skew")
+
+
 def lww_skew_table(results: Sequence[LwwSkewResult] | None = None) -> str:
     results = results if results is not None else run_lww_skew_sweep()
     return format_table(
@@ -770,7 +797,7 @@ def draw_payload(sweep: Sequence[PayloadResult] | None = None,
     """Units per message against cluster size, and per round as the set grows."""
     sweep = sweep if sweep is not None else run_payload_sweep()
     over_time = over_time if over_time is not None else run_payload("orset", rounds=40)
-    fig, (left, right) = subplots(1, 2, width=11.0, height=4.2)
+    fig, (left, right) = subplots(1, 2, width=10.0, height=4.2)
     markers = {"gcounter": "o", "pncounter": "^", "orset": "s"}
     for kind in dict.fromkeys(r.kind for r in sweep):
         runs = [r for r in sweep if r.kind == kind]
@@ -917,10 +944,12 @@ __all__ = [
     "gcounter_theory_table",
     "guide_comparison_table",
     "guide_comparisons",
+    "lww_setup",
     "lww_skew_explorer",
     "lww_skew_table",
     "partition_evidence",
     "partition_explorer",
+    "partition_setup",
     "partition_table",
     "payload_explorer",
     "payload_table",

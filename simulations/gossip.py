@@ -32,6 +32,7 @@ the mean field.
 from __future__ import annotations
 
 import functools
+import inspect
 import math
 import random
 from collections.abc import Mapping, Sequence
@@ -531,14 +532,39 @@ def hops_from(peers: Sequence[PeerSampler], source: int = 0) -> int:
     return max(distance.values())
 
 
+@functools.lru_cache(maxsize=8)
+def topology_hops(n: int, seed: int = 1) -> dict[str, int]:
+    """:func:`hops_from` node 0 on each topology of :data:`TOPOLOGIES` (cached)."""
+    return {name: hops_from(topology_peers(name, n, seed=seed)) for name in TOPOLOGIES}
+
+
+def topology_table(results: Mapping[str, GossipResult], *, seed: int = 1) -> str:
+    """Per topology: rounds until every node held the update (or the share reached), the
+    hops from node 0 to the farthest node, and the messages spent per node."""
+    first = next(iter(results.values()))
+    hops = topology_hops(first.n, seed)
+    body = [(name, result.rounds_to_all if result.rounds_to_all is not None
+             else f"> {result.rounds} ({result.informed[-1]:.1%} informed)",
+             hops[name], round(float(result.messages_per_node[-1]), 1))
+            for name, result in results.items()]
+    return format_table(["topology", "rounds until all informed", "hops to the farthest",
+                         "messages per node"], body)
+
+
 def draw_topologies(n: int = 1000, *, mode: str = "push-pull", fanout: int = 1,
                     loss: float = 0.0, churn: float = 0.0, max_rounds: int = 60,
-                    seed: int = 1) -> Figure:
+                    seed: int = 1, results: Mapping[str, GossipResult] | None = None
+                    ) -> Figure:
     """The centrepiece: convergence per round on four topologies, theory on the complete graph,
-    and the rounds each needed beside its distance in hops."""
-    results = run_topologies(n, mode=mode, fanout=fanout, loss=loss, churn=churn,
-                             max_rounds=max_rounds, seed=seed)
-    fig, (left, right) = subplots(1, 2, width=11, height=4.2,
+    and the rounds each needed beside its distance in hops. ``results`` reuses a
+    :func:`run_topologies` run (made with the same parameters)."""
+    if results is None:
+        results = run_topologies(n, mode=mode, fanout=fanout, loss=loss, churn=churn,
+                                 max_rounds=max_rounds, seed=seed)
+    first = next(iter(results.values()))
+    n, mode, fanout, loss, churn = first.n, first.mode, first.fanout, first.loss, first.churn
+    max_rounds = max(result.rounds for result in results.values())
+    fig, (left, right) = subplots(1, 2, width=10, height=4.2,
                                   gridspec_kw={"width_ratios": [1.6, 1]})
     plot_informed(results, left, TOPOLOGY_COLORS)
     theory = mean_field(n, mode, fanout, loss, rounds=max_rounds)
@@ -549,7 +575,7 @@ def draw_topologies(n: int = 1000, *, mode: str = "push-pull", fanout: int = 1,
     positions = np.arange(len(names))
     rounds = [r.rounds_to_all if r.rounds_to_all is not None else r.rounds
               for r in results.values()]
-    hops = [hops_from(topology_peers(name, n, seed=seed)) for name in names]
+    hops = [topology_hops(n, seed)[name] for name in names]
     bars = right.bar(positions - 0.2, rounds, 0.4,
                      color=[TOPOLOGY_COLORS[name] for name in names],
                      label="rounds until all informed")
@@ -583,7 +609,7 @@ def draw_modes(n: int = 2000, *, fanout: int = 1, loss: float = 0.0,
                seeds: Sequence[int] = (1, 2, 3)) -> Figure:
     """Push vs pull vs push-pull against the mean-field curves (complete graph)."""
     runs = run_modes(n, fanout=fanout, loss=loss, seeds=seeds)
-    fig, (left, right) = subplots(1, 2, width=11, height=4.0)
+    fig, (left, right) = subplots(1, 2, width=10, height=4.0)
     for mode, results in runs.items():
         for index, result in enumerate(results):
             left.plot(np.arange(len(result.informed)), result.informed, color=MODE_COLORS[mode],
@@ -631,6 +657,39 @@ def rounds_table(sizes: Sequence[int] = (100, 1000, 10000), *,
         body.append(row)
     return format_table(["nodes", "push: sim", "push: mean field", "log2 n + ln n",
                          "push-pull: sim", "push-pull: mean field", "log3 n + ln ln n"], body)
+
+
+def arrival_comparison(n: int = 1000, *, seeds: Sequence[int] = (1, 2, 3, 4, 5)) -> str:
+    """Push-pull rounds to reach every node: synchronous, answering on arrival, mean field."""
+    peers = topology_peers("complete", n)
+    body = []
+    for name, synchronous in (("synchronous (as of the round's start)", True),
+                              ("answering on arrival", False)):
+        runs = [run_gossip(n, peers=peers, seed=seed, synchronous=synchronous)
+                for seed in seeds]
+        rounds = [r.rounds_to_all for r in runs if r.rounds_to_all is not None]
+        body.append((name, round(float(np.mean(rounds)), 1), min(rounds), max(rounds)))
+    body.append(("mean field", mean_field_rounds(n, "push-pull"), "-", "-"))
+    return format_table([f"push-pull, {n:,} nodes, {len(seeds)} seeds", "mean rounds",
+                         "fewest", "most"], body)
+
+
+def describe_model() -> str:
+    """The model's fixed settings, read from the defaults of :func:`run_gossip` and
+    :func:`topology_peers` (so that prose quoting them stays true)."""
+    run = {name: p.default for name, p in inspect.signature(run_gossip).parameters.items()}
+    graph = {name: p.default for name, p in inspect.signature(topology_peers).parameters.items()}
+    low, high = run["latency"]
+    latency = f"{low * 1000:g} ms" if low == high else f"{low * 1000:g}-{high * 1000:g} ms"
+    return "\n".join([
+        f"round: every {run['period']:g} s on every node that is up",
+        f"message latency: {latency} (lost with probability `loss`)",
+        f"churn: a crashed node comes back with probability {run['recovery']:g} per round",
+        f"random regular graph: {graph['degree']} neighbours per node",
+        f"small world: ring lattice of {graph['degree']} neighbours, each link rewired "
+        f"with probability {graph['rewire']:g}",
+        "ring: 2 neighbours per node",
+    ])
 
 
 # ============================================================================ rumours
@@ -792,19 +851,24 @@ def demers_comparison(ks: Sequence[int] = (1, 2, 3), *,
     return [rumour_stats(variant, k, seeds=seeds) for variant in variants for k in ks]
 
 
-def demers_table(stats: Sequence[RumourStats]) -> str:
+def demers_table(stats: Sequence[RumourStats], *, z: float = 4.0) -> str:
     """Table 1 beside the model: mean +- standard error, and whether the row agrees."""
     def cell(figure: Replicated, digits: int) -> str:
         return f"{figure.mean:.{digits}f} ± {figure.se:.{digits}f}"
+
+    runs = sorted({row.runs for row in stats})
+    note = (f"model: mean ± standard error over {' or '.join(map(str, runs))} runs; agrees: "
+            f"every figure within {z:g} standard errors (plus the rounding of the paper's)")
 
     body = []
     for row in stats:
         paper = DEMERS_TABLE_1[row.k]
         body.append((row.variant, row.k, paper[0], cell(row.residue, 4), paper[1],
                      cell(row.traffic, 2), paper[2], cell(row.last_informed_round, 1),
-                     "yes" if row.agrees_with_demers() else "no"))
-    return format_table(["model", "k", "s: paper", "s: model", "m: paper", "m: model",
-                         "t_last: paper", "t_last: model", "agrees"], body)
+                     "yes" if row.agrees_with_demers(z=z) else "no"))
+    return note + "\n\n" + format_table(["model", "k", "s: paper", "s: model", "m: paper",
+                                         "m: model", "t_last: paper", "t_last: model",
+                                         "agrees"], body)
 
 
 @functools.lru_cache(maxsize=16)
@@ -819,7 +883,7 @@ def rumour_sweep(variant: str, n: int = 1000, seed: int = 1
 def draw_rumours(variant: str = "feedback, counter", k: int = 2, *, n: int = 1000,
                  anti_entropy_every: int = 0, seed: int = 1) -> Figure:
     """One rumour over time (informed, still hot) and residue against traffic for k = 1..5."""
-    fig, (left, right) = subplots(1, 2, width=11, height=4.0)
+    fig, (left, right) = subplots(1, 2, width=10, height=4.0)
     one = run_rumour(variant, k, n=n, seed=seed, anti_entropy_every=anti_entropy_every)
     rounds = np.arange(len(one.informed))
     left.plot(rounds, one.informed, color="#1f77b4", label="informed")
@@ -854,7 +918,7 @@ def convergence_explorer() -> Explorer:
         n = NODE_CHOICES[nodes]
         result = run_gossip(n, topology=topology, mode=mode, fanout=fanout, loss=loss,
                             churn=churn, max_rounds=60)
-        fig, (left, right) = subplots(1, 2, width=11, height=4.0)
+        fig, (left, right) = subplots(1, 2, width=10, height=4.0)
         plot_informed({topology: result}, left, TOPOLOGY_COLORS)
         theory = mean_field(n, mode, fanout, loss, rounds=60)
         left.plot(np.arange(len(theory)), theory, color="black", linestyle="--", linewidth=1,
@@ -880,6 +944,9 @@ def rumour_explorer() -> Explorer:
     def draw(variant: str, k: int, anti_entropy_every: int) -> Figure:
         return draw_rumours(variant, k, n=1000, anti_entropy_every=anti_entropy_every)
 
+    for variant in RUMOUR_VARIANTS:  # the right panel's sweeps, once, so that a redraw is light
+        rumour_sweep(variant, 1000, 1)
+
     return Explorer(draw, {
         "variant": choice("variant", tuple(RUMOUR_VARIANTS)),
         "k": int_slider("k", 2, 1, 5),
@@ -900,7 +967,7 @@ def scale_run(n: int = 10_000, *, seed: int = 1) -> GossipResult:
 def draw_guide_cost(rows: Sequence[GuideComparison]) -> Figure:
     """Messages per sync interval against the number of nodes: the guide's half-of-all-peers
     broadcast (measured, and ``n * ceil((n - 1) / 2)`` extended) beside fanout-k push-pull."""
-    fig, (left, right) = subplots(1, 2, width=11, height=4.0)
+    fig, (left, right) = subplots(1, 2, width=10, height=4.0)
     sizes = np.array([row.guide.n for row in rows])
     extended = np.array([50, 100, 1000, 10_000, 100_000])
     left.loglog(sizes, [row.guide.messages_per_round for row in rows], "o", color="#d62728",
@@ -917,7 +984,7 @@ def draw_guide_cost(rows: Sequence[GuideComparison]) -> Figure:
                     linestyle="--", linewidth=1, label=f"about {per_round.mean():.1f} n")
     label(left, title="Cost of one sync interval", xlabel="nodes",
           ylabel="messages per interval")
-    left.legend(fontsize=7)
+    left.legend(fontsize=8)
     width = 0.8 / (1 + len(fanouts))
     positions = np.arange(len(rows))
     right.bar(positions - 0.4 + width / 2, [row.guide.messages_to_all / row.guide.n

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import itertools
+from typing import Any
 
+import matplotlib.pyplot as plt
+import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
@@ -21,10 +24,12 @@ from simulations.crdt import (
     gcounter_theory_table,
     guide_comparison_table,
     guide_comparisons,
+    lww_setup,
     lww_skew_explorer,
     lww_skew_table,
     partition_evidence,
     partition_explorer,
+    partition_setup,
     partition_table,
     payload_explorer,
     payload_table,
@@ -251,3 +256,43 @@ def test_explorers_redraw_when_a_slider_moves() -> None:
     payload.controls["kind"].value = "gcounter"
     assert payload.redraws == 2
     assert all(ax.get_xlabel() and ax.get_ylabel() for ax in payload.last_figure.axes)
+
+
+def test_setups_read_the_defaults_the_prose_quotes() -> None:
+    assert partition_setup() == (
+        "6 replicas; clients send 4 increments per s until 80 s; every 5 s each replica "
+        "sends its state to ceil(5 x 0.5) = 3 peers; partition from 20 s to 60 s")
+    assert lww_setup().startswith("3 replicas, about 1 write per s for 600 s, full sync "
+                                  "every 5 s")
+    assert "lost (%)" in partition_table(partition_evidence())
+
+
+def drawn(figure: Figure) -> tuple[Any, ...]:
+    """What a figure shows (every line's points, bar, text and title), to compare two."""
+    parts: list[Any] = []
+    for ax in figure.axes:
+        parts += [tuple(np.round(line.get_xydata(), 9).ravel()) for line in ax.get_lines()]
+        parts += [tuple(np.round(patch.get_bbox().bounds, 9)) for patch in ax.patches]
+        parts += [text.get_text() for text in ax.texts] + [ax.get_title()]
+    plt.close(figure)
+    return tuple(parts)
+
+
+def steps(control: Any, every: bool) -> list[Any]:
+    if hasattr(control, "options"):
+        return list(control.options)
+    count = round((control.max - control.min) / control.step)
+    chosen = range(count + 1) if every else (0, count // 2, count)
+    return [round(control.min + i * control.step, 9) for i in chosen]
+
+
+@pytest.mark.parametrize("make", [partition_explorer, lww_skew_explorer, payload_explorer])
+def test_every_control_changes_the_picture(make: Any) -> None:
+    explorer = make()
+    defaults = explorer.values()
+    for name, control in explorer.controls.items():
+        # every step of the gossip factor (its peer count is a ceiling: steps can repeat)
+        values = steps(control, every=name == "gossip_factor")
+        pictures = [drawn(explorer.draw_function(**{**defaults, name: value}))
+                    for value in values]
+        assert all(a != b for a, b in itertools.pairwise(pictures)), (name, values)

@@ -4,18 +4,26 @@ from __future__ import annotations
 
 import functools
 import math
+from itertools import pairwise
+from typing import Any
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
+from matplotlib.figure import Figure
 
 from simulations.gossip import (
     DEMERS_TABLE_1,
+    RUMOUR_VARIANTS,
     TOPOLOGIES,
     GuideSketchStateReplication,
     Replicated,
     RumourStats,
+    arrival_comparison,
+    convergence_explorer,
     demers_comparison,
     demers_table,
+    describe_model,
     draw_guide_cost,
     draw_modes,
     draw_rumours,
@@ -27,14 +35,18 @@ from simulations.gossip import (
     messages_per_round,
     rounds_table,
     rumour_config,
+    rumour_explorer,
     rumour_residue_theory,
     rumour_stats,
+    rumour_sweep,
     rumour_table,
     run_gossip,
     run_guide_broadcast,
     run_rumour,
     run_rumours,
+    run_topologies,
     topology_peers,
+    topology_table,
 )
 
 SEEDS = (1, 2, 3, 4, 5)
@@ -272,3 +284,62 @@ def test_tables_and_figures_render() -> None:
     for figure in (draw_topologies(200, max_rounds=30), draw_modes(300, seeds=(1,)),
                    draw_rumours(n=300), draw_guide_cost(guide_comparison((20, 40)))):
         assert len(figure.axes) == 2
+
+
+def test_describe_model_reads_the_defaults_the_prose_quotes() -> None:
+    text = describe_model()
+    assert "every 1 s" in text
+    assert "10 ms" in text
+    assert "probability 0.25 per round" in text
+    assert "4 neighbours" in text
+    assert "rewired with probability 0.1" in text
+
+
+def test_topology_table_and_figure_share_one_run() -> None:
+    results = run_topologies(200, max_rounds=30)
+    table = topology_table(results)
+    assert "ring" in table
+    assert "informed)" in table  # the ring does not finish in 30 rounds
+    assert len(draw_topologies(results=results).axes) == 2
+    assert "answering on arrival" in arrival_comparison(200, seeds=(1, 2))
+
+
+def drawn(figure: Figure) -> tuple[Any, ...]:
+    """What a figure shows (every line's points, bar, text and title), to compare two."""
+    parts: list[Any] = []
+    for ax in figure.axes:
+        parts += [tuple(np.round(line.get_xydata(), 9).ravel()) for line in ax.get_lines()]
+        parts += [tuple(np.round(patch.get_bbox().bounds, 9)) for patch in ax.patches]
+        parts += [text.get_text() for text in ax.texts] + [ax.get_title()]
+    if figure._suptitle is not None:
+        parts.append(figure._suptitle.get_text())
+    plt.close(figure)
+    return tuple(parts)
+
+
+def slider_values(control: Any) -> list[Any]:
+    """Start, middle and end of a slider; every option of a choice."""
+    if hasattr(control, "options"):
+        return list(control.options)
+    steps = round((control.max - control.min) / control.step)
+    return [round(control.min + i * control.step, 9) for i in (0, steps // 2, steps)]
+
+
+@pytest.mark.parametrize("make", [convergence_explorer, rumour_explorer])
+def test_every_control_changes_the_picture(make: Any) -> None:
+    explorer = make()
+    defaults = explorer.values()
+    for name, control in explorer.controls.items():
+        if name in explorer.large_runs:
+            continue  # the 2,000- and 10,000-node runs are timed by the slider benchmark
+        pictures = [drawn(explorer.draw_function(**{**defaults, name: value}))
+                    for value in slider_values(control)]
+        assert all(a != b for a, b in pairwise(pictures)), name
+
+
+def test_the_rumour_explorer_computes_its_sweeps_before_the_first_move() -> None:
+    rumour_explorer()
+    before = rumour_sweep.cache_info().hits
+    for variant in RUMOUR_VARIANTS:
+        rumour_sweep(variant, 1000, 1)
+    assert rumour_sweep.cache_info().hits == before + len(RUMOUR_VARIANTS)
