@@ -815,6 +815,18 @@ def overload_table(
                          "succeeded", "p50 (ms)", "p99 (ms)", "orphaned work"], rows)
 
 
+def shares_table(results: Mapping[str, OverloadResult]) -> str:
+    """Goodput and where the workers' time went, per variant of one run, as text."""
+    rows = []
+    for variant, r in results.items():
+        shares = r.capacity_shares()
+        rows.append([VARIANT_LABELS[variant], r.goodput, f"{100 * r.success_ratio:.0f}%",
+                     *(f"{100 * shares[part]:.0f}%"
+                       for part in ("useful", "wasted", "orphaned", "idle"))])
+    return format_table(["client timeout", "goodput (/s)", "succeeded", "useful work",
+                         "cut off at the timeout", "orphaned", "idle"], rows)
+
+
 def overload_explorer() -> Explorer:
     """Sliders for the overload model: timeout, offered load, workers, tail heaviness."""
     return Explorer(draw_overload, {
@@ -1296,5 +1308,6 @@ __all__ = [
     "run_overload",
     "run_poll_leak",
     "service_distribution",
+    "shares_table",
     "sweep_load",
 ]

@@ -30,6 +30,7 @@ from simulations.timeout import (
     run_overload,
     run_poll_leak,
     service_distribution,
+    shares_table,
 )
 
 # --------------------------------------------------------------------------- theory
@@ -182,6 +183,14 @@ def test_both_variants_face_the_same_demands_and_runs_are_deterministic() -> Non
     assert np.array_equal(a.service, b.service)
     assert (b.goodput, b.timeouts) == (again.goodput, again.timeouts)
     assert not np.array_equal(b.arrivals, other.arrivals)
+
+
+def test_shares_table_says_where_the_workers_time_went() -> None:
+    results = {v: run_overload(v, load=1.5, horizon=12.0) for v in ("abandon", "cancel")}
+    text = shares_table(results)
+    assert "timeout only stops waiting" in text
+    assert "orphaned" in text.splitlines()[0]
+    assert len(text.splitlines()) == 4
 
 
 def test_latency_of_successes_stays_under_the_timeout() -> None:
