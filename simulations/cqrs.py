@@ -21,6 +21,7 @@ Two models, both on :mod:`patterns.consistency.cqrs` with an in-memory event sto
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ from patterns._validation import (
     require_int_at_least,
     require_positive,
 )
+from patterns.clock import MONOTONIC, Clock
 from patterns.consistency.cqrs import (
     CommandBus,
     CommandResult,
@@ -47,6 +49,7 @@ from patterns.consistency.eventsourcing import (
     BankAccount,
     EventCodec,
     EventSourcedRepository,
+    EventStore,
     InMemoryEventStore,
     RecordedEvent,
     bank_codec,
@@ -85,10 +88,13 @@ def _deposit(command: Deposit, repo: Repo) -> BankAccount:
     return account
 
 
-def bank_command_bus(store: InMemoryEventStore, env: simpy.Environment) -> CommandBus[BankAccount]:
-    """A command bus for ``OpenAccount`` and ``Deposit`` on ``store``, in simulated time."""
+def bank_command_bus(store: EventStore,
+                     env: simpy.Environment | None = None) -> CommandBus[BankAccount]:
+    """A command bus for ``OpenAccount`` and ``Deposit`` on ``store``: in simulated time
+    with ``env``, on the wall clock without."""
+    clock: Clock = SimClock(env) if env is not None else MONOTONIC
     bus: CommandBus[BankAccount] = CommandBus(
-        EventSourcedRepository(store, BankAccount, bank_codec(), clock=SimClock(env)))
+        EventSourcedRepository(store, BankAccount, bank_codec(), clock=clock))
     bus.register(OpenAccount, _open)
     bus.register(Deposit, _deposit)
     return bus
@@ -254,6 +260,18 @@ def run_staleness(write_rate: float = 8.0, projector_rate: float = 10.0, *,
                            np.array(read_times), np.array(lags, dtype=int),
                            np.array(staleness), np.array(projected_delay),
                            own["reads"], own["stale"], np.array(waits), read_delay)
+
+
+def staleness_defaults() -> str:
+    """The staleness model's default parameters, one per line (what the prose quotes)."""
+    units = {"write_rate": "deposits/s (Poisson)", "projector_rate": "events/s (exponential)",
+             "read_rate": "reads/s (Poisson)", "duration": "simulated s",
+             "accounts": "accounts", "read_delay": "s from a deposit to its writer's read",
+             "poll_interval": "s between checks of a read-your-writes wait"}
+    return "\n".join(
+        f"{name:<15}{parameter.default:<7g}{units.get(name, '')}".rstrip()
+        for name, parameter in inspect.signature(run_staleness).parameters.items()
+        if name in units)
 
 
 def theory_read_your_writes_wait(write_rate: float, projector_rate: float,

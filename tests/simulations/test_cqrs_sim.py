@@ -15,6 +15,7 @@ from simulations.cqrs import (
     read_your_writes_table,
     run_guide_pitfall,
     run_staleness,
+    staleness_defaults,
     staleness_explorer,
     staleness_spread,
     theory_mean_lag,
@@ -110,6 +111,19 @@ def test_the_waits_drawn_from_one_run_are_those_of_read_your_writes() -> None:
     waited = np.sort(ryw.own_read_waits)[-len(derived):]
     assert np.all(waited - derived >= -1e-9)
     assert np.all(waited - derived <= 0.01 + 1e-9)
+
+
+def test_defaults_and_a_wall_clock_command_bus() -> None:
+    text = staleness_defaults()
+    for line in ("write_rate     8", "projector_rate 10", "accounts       200",
+                 "read_delay     0.2"):
+        assert line in text
+    from patterns.consistency.eventsourcing import InMemoryEventStore
+    from simulations.cqrs import Deposit, OpenAccount, bank_command_bus
+
+    bus = bank_command_bus(InMemoryEventStore())
+    bus.dispatch(OpenAccount("a", "Ada"))
+    assert bus.dispatch(Deposit("a", 5)).version == 2
 
 
 def test_runs_are_deterministic() -> None:
