@@ -443,10 +443,12 @@ def plot_offered_admitted(run: LimiterRun, ax: Axes, *, bin_width: float = 1.0,
 
 
 def draw_offered_vs_admitted(rate: float = 10.0, burst: int = 10, seed: int = 1,
-                             horizon: float = 60.0) -> Figure:
+                             horizon: float = 60.0, calm_rate: float = 4.0,
+                             burst_rate: float = 40.0) -> Figure:
     """Figure: the same bursty workload through each limiter, one panel per limiter."""
-    runs = compare_limiters(rate=rate, burst=burst, seed=seed, horizon=horizon)
-    fig, axes = subplots(4, 2, width=12, height=9.5)
+    runs = compare_limiters(rate=rate, burst=burst, seed=seed, horizon=horizon,
+                            calm_rate=calm_rate, burst_rate=burst_rate)
+    fig, axes = subplots(4, 2, width=10, height=9.5)
     flat = list(axes.flat)
     top = max(float(np.max(_rates(run.offered, horizon, 1.0)[1])) for run in runs.values())
     for index, (ax, run) in enumerate(zip(flat, runs.values(), strict=False)):
@@ -877,7 +879,7 @@ def draw_instances(instances: int = 4, hot_share: float = 0.7, offered: float = 
     results = {mode: run_instances(mode, instances=instances, hot_share=hot_share,
                                    offered=offered, global_rate=global_rate, seed=seed)
                for mode in INSTANCE_MODES}
-    fig, (bars_ax, time_ax) = subplots(1, 2, width=12, height=4, width_ratios=[1.2, 1])
+    fig, (bars_ax, time_ax) = subplots(1, 2, width=10, height=4.2, width_ratios=[1.2, 1])
     positions = np.arange(instances)
     width = 0.8 / (len(INSTANCE_MODES) + 1)
     first = results["local"]
@@ -906,6 +908,37 @@ def draw_instances(instances: int = 4, hot_share: float = 0.7, offered: float = 
     label(time_ax, title="All instances together", xlabel="time (s)",
           ylabel="admitted per second")
     return fig
+
+
+def hammer_redis(port: int, *, instances: int = 4, rate: float = 50.0, burst: int = 10,
+                 seconds: float = 1.0, key: str = "api:quotes") -> list[int]:
+    """Real threads, each with its own connection to the Redis server on ``port``, ask
+    one shared :class:`~patterns.resilience.ratelimit.RedisGCRALimiter` as fast as they
+    can for ``seconds``; returns the permits each thread was granted (at most ``burst +
+    rate * seconds`` in all). Needs the ``redis`` package."""
+    import threading
+    import time
+
+    import redis
+
+    from patterns.resilience.ratelimit import RedisGCRALimiter
+
+    admitted = [0] * instances
+    start = threading.Barrier(instances)
+
+    def instance(index: int) -> None:
+        shared = RedisGCRALimiter(redis.Redis(port=port), key, rate=rate, burst=burst)
+        start.wait()
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            admitted[index] += shared.try_acquire()
+
+    threads = [threading.Thread(target=instance, args=(i,)) for i in range(instances)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return admitted
 
 
 # ============================================================================ pitfalls
@@ -1073,20 +1106,21 @@ class FloodResult:
 
 
 def _distributed(name: str, clock: Clock, max_rate: int, window: float,
-                 instances: int) -> list[Callable[[], bool]]:
-    """One decision function per instance: the guide's sketch or the fix (GCRA, tiered)."""
-    deciders: list[Callable[[], bool]] = []
+                 instances: int) -> list[Any]:
+    """One limiter per instance (each with ``try_acquire()``): the guide's sketch, or the
+    fix (a local GCRA in front of a shared one, in a :class:`TieredRateLimiter`)."""
+    deciders: list[Any] = []
     if name == "guide":
         redis = GuideSketchRedis(clock)
         for _ in range(instances):
             local = GCRALimiter(max_rate / window, max_rate, clock=clock)
             deciders.append(GuideSketchDistributedRateLimiter(
-                local, redis, "limit", max_rate, window, clock).try_acquire)
+                local, redis, "limit", max_rate, window, clock))
     else:
         shared = GCRALimiter(max_rate / window, max_rate, clock=clock)
         for _ in range(instances):
             local = GCRALimiter(max_rate / window, max_rate, clock=clock)
-            deciders.append(TieredRateLimiter(local, shared, clock=clock).try_acquire)
+            deciders.append(TieredRateLimiter(local, shared, clock=clock))
     return deciders
 
 
@@ -1101,6 +1135,7 @@ def run_flood(
     flood_end: float = 20.0,
     horizon: float = 30.0,
     instances: int = 4,
+    client_rate: float | None = None,
     seed: int = 1,
 ) -> FloodResult:
     """A legitimate client and, for a while, a flood, behind one shared limit.
@@ -1110,10 +1145,25 @@ def run_flood(
     :class:`~patterns.resilience.ratelimit.RedisGCRALimiter`, behind the same local
     limiters in a :class:`TieredRateLimiter`). Requests are spread round-robin over
     ``instances``, each with a local limiter allowing the whole rate.
+
+    With ``client_rate`` (the fix only), each client also has a limit of its own (one
+    key per client: a :class:`GCRALimiter` of ``client_rate`` per second, bursts of as
+    many) in front of its instance's tiers; a permit the tiers refuse goes back to it.
     """
+    if name not in ("guide", "fixed"):
+        raise ValueError(f"name must be 'guide' or 'fixed', got {name!r}")
     env = simpy.Environment()
     clock = SimClock(env)
     deciders = _distributed(name, clock, max_rate, window, instances)
+    per_client: dict[str, list[Any]] = {"legit": deciders, "flood": deciders}
+    if client_rate is not None:
+        if name != "fixed":
+            raise ValueError("client_rate applies to the fix ('fixed') only")
+        require_finite_positive("client_rate", client_rate)
+        for client in per_client:
+            own = GCRALimiter(client_rate, max(1, round(client_rate)), clock=clock)
+            per_client[client] = [TieredRateLimiter(own, tier, clock=clock)
+                                  for tier in deciders]
     streams = RandomStreams(seed)
     legit = poisson_arrivals(legit_rate, horizon, streams.numpy("legit"))
     flood = poisson_arrivals(flood_rate, flood_end, streams.numpy("flood"), start=flood_start)
@@ -1122,9 +1172,9 @@ def run_flood(
 
     def sender(client: str) -> Callable[[int], Generator[Any, Any, None]]:
         def request(_: int) -> Generator[Any, Any, None]:
-            decide = deciders[turn[0] % instances]
+            limiter = per_client[client][turn[0] % instances]
             turn[0] += 1
-            if decide():
+            if limiter.try_acquire():
                 admitted[client].append(env.now)
             yield from ()
 
@@ -1149,7 +1199,7 @@ def flood_table(**options: Any) -> str:
 
 def draw_flood(**options: Any) -> Figure:
     """Figure: admitted per second over time for each client, guide's sketch and fix."""
-    fig, axes = subplots(1, 2, width=12, height=3.8, sharey=True)
+    fig, axes = subplots(1, 2, width=10, height=3.8, sharey=True)
     for ax, name in zip(axes, ("guide", "fixed"), strict=True):
         result = run_flood(name, **options)
         starts, legit = _rates(result.legit_admitted, result.horizon, 1.0)
@@ -1192,8 +1242,8 @@ def run_same_millisecond(
     admitted = [0]
 
     def fan_out(_: int) -> Generator[Any, Any, None]:
-        for decide in deciders:
-            admitted[0] += decide()
+        for limiter in deciders:
+            admitted[0] += limiter.try_acquire()
         yield from ()
 
     start_at(env, arrivals, fan_out)
@@ -1222,7 +1272,7 @@ def draw_limiter(kind: str = "token_bucket", rate: float = 10.0, burst: int = 10
     """Figure for the limiter explorer: one limiter on the bursty workload scaled by ``load``."""
     run = run_limiter(kind, rate=rate, burst=burst, calm_rate=4.0 * load,
                       burst_rate=40.0 * load, seed=seed)
-    fig, (top, bottom) = subplots(2, 1, width=11, height=5.6, sharex=True,
+    fig, (top, bottom) = subplots(2, 1, width=10, height=5.6, sharex=True,
                                   height_ratios=[1.3, 1])
     plot_offered_admitted(run, top)
     top.set_ylabel("requests per second")

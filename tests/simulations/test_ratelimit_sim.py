@@ -27,6 +27,7 @@ from simulations.ratelimit import (
     draw_offered_vs_admitted,
     draw_truncation,
     guide_truncated_rate,
+    hammer_redis,
     instances_explorer,
     limiter_explorer,
     limiter_table,
@@ -293,6 +294,34 @@ def test_guide_redis_limiter_locks_everyone_out_during_a_flood() -> None:
     # rate + burst spread over the 10 s flood; seeds 1-20 give 21.7-21.9
     assert fixed_legit + fixed_flood == pytest.approx(20 + 20 / 10, rel=0.03)
     assert fixed_legit > 3 * guide_legit
+
+
+def test_a_limit_per_client_protects_the_legitimate_client_from_the_flood() -> None:
+    shared_only = run_flood("fixed")
+    per_client = run_flood("fixed", client_rate=10.0)
+    legit, flood = per_client.admitted_rate_during_flood()
+    inside = (per_client.legit_offered >= 10.0) & (per_client.legit_offered < 20.0)
+    offered = np.count_nonzero(inside) / 10.0
+    assert legit == pytest.approx(offered)  # every legitimate request gets through
+    assert legit > 2 * shared_only.admitted_rate_during_flood()[0]
+    assert flood <= 10.0 + 10 / 10.0 + 1e-9  # its own rate plus its first burst
+    with pytest.raises(ValueError, match="client_rate applies to the fix"):
+        run_flood("guide", client_rate=10.0)
+    with pytest.raises(ValueError, match="name must be 'guide' or 'fixed', got 'other'"):
+        run_flood("other")
+
+
+def test_hammer_redis_keeps_the_shared_limit() -> None:
+    from simulations.kit.servers import redis_server
+
+    with redis_server() as port:
+        if port is None:
+            pytest.skip("redis-server is not installed")
+        admitted = hammer_redis(port, instances=4, rate=50.0, burst=10, seconds=0.5)
+    assert len(admitted) == 4
+    # at most burst + rate x time on the server's clock (a little over 0.5 s: the
+    # threads start their own clocks after the barrier)
+    assert 10 <= sum(admitted) <= 10 + 50 * 0.5 * 1.3
 
 
 def test_guide_redis_limiter_overwrites_same_millisecond_requests() -> None:
