@@ -53,7 +53,6 @@ from simulations.kit.recorder import Recorder
 from simulations.kit.rng import RandomStreams
 from simulations.kit.tables import format_table
 from simulations.kit.widgets import Explorer, choice, float_slider, int_slider
-from simulations.kit.workloads import bursty_arrivals, poisson_arrivals
 
 STRATEGIES: tuple[str, ...] = (*(s.value for s in OverflowStrategy), "demand")
 """The five overflow strategies, and demand-driven flow."""
@@ -186,19 +185,60 @@ class FlowResult:
         return self.delivered / self.horizon
 
 
+_UNIT_CHUNK = 4096
+# Bursty arrivals: calm periods at CALM_SHARE of the mean rate, MEAN_CALM s long on
+# average, alternate with bursts at BURST_FACTOR times it, MEAN_BURST s long on average
+# (so that the long-run rate is the mean rate: 0.6 * 5 + 3 * 1 = 6 = 5 + 1).
+CALM_SHARE, MEAN_CALM = 0.6, 5.0
+BURST_FACTOR, MEAN_BURST = 3.0, 1.0
+
+
+def bursty_profile(rate: float) -> str:
+    """What ``arrival="bursty"`` means at a mean ``rate``, in words."""
+    return (f"calm at {CALM_SHARE * rate:g}/s for {MEAN_CALM:g} s on average, bursts at "
+            f"{BURST_FACTOR * rate:g}/s for {MEAN_BURST:g} s on average: {rate:g}/s overall")
+
+
+def arrival_times(
+    arrival: str, rate: float, horizon: float, rng: np.random.Generator
+) -> np.ndarray:
+    """The producer's item times in ``[0, horizon)``: Poisson at ``rate``, or bursty with
+    the same mean (see :func:`bursty_profile`: calm at 60 % of ``rate`` for 5 s on
+    average, bursts at 3x for 1 s).
+
+    Both are drawn as one unit-rate Poisson stream stretched by the cumulative rate
+    (a time change), and the bursts' schedule is drawn first and never depends on
+    ``rate``. So for a seed, raising the rate packs the *same* random pattern more
+    densely: a slider moves the picture smoothly instead of reshuffling it.
+    """
+    if arrival == "poisson":
+        knots, rates = np.array([0.0, horizon]), np.array([rate])
+    elif arrival == "bursty":
+        ends, bursting, now = [0.0], False, 0.0
+        while now < horizon:
+            now = min(horizon, now + rng.exponential(MEAN_BURST if bursting else MEAN_CALM))
+            ends.append(now)
+            bursting = not bursting
+        knots = np.array(ends)
+        rates = np.where(np.arange(len(knots) - 1) % 2 == 0, CALM_SHARE * rate,
+                         BURST_FACTOR * rate)
+    else:
+        raise ValueError(f"arrival must be one of {', '.join(ARRIVALS)}, got {arrival!r}")
+    cumulative = np.concatenate([[0.0], np.cumsum(rates * np.diff(knots))])
+    total = cumulative[-1]
+    # drawn in fixed-size chunks, so the first points are the same whatever the rate
+    unit = np.cumsum(rng.standard_exponential(_UNIT_CHUNK))
+    while unit[-1] < total:
+        unit = np.concatenate([unit, unit[-1] + np.cumsum(rng.standard_exponential(_UNIT_CHUNK))])
+    unit = unit[unit < total]
+    return np.asarray(np.interp(unit, cumulative, knots), dtype=float)
+
+
 def arrival_gaps(
     arrival: str, rate: float, horizon: float, rng: np.random.Generator
 ) -> np.ndarray:
-    """The producer's gaps between items: Poisson at ``rate``, or bursty with the same
-    mean (calm at 60 % of ``rate`` for 5 s on average, bursts at 3x for 1 s)."""
-    if arrival == "poisson":
-        times = poisson_arrivals(rate, horizon, rng)
-    elif arrival == "bursty":
-        times = bursty_arrivals(0.6 * rate, 3.0 * rate, horizon, rng,
-                                mean_calm=5.0, mean_burst=1.0)
-    else:
-        raise ValueError(f"arrival must be one of {', '.join(ARRIVALS)}, got {arrival!r}")
-    return np.diff(times, prepend=0.0)
+    """The gaps between the producer's items (see :func:`arrival_times`)."""
+    return np.diff(arrival_times(arrival, rate, horizon, rng), prepend=0.0)
 
 
 class _Item:
@@ -217,11 +257,17 @@ def run_flow(
     capacity: int = 20,
     horizon: float = 60.0,
     arrival: str = "poisson",
+    request_size: int = 1,
     seed: int = 1,
 ) -> FlowResult:
     """A producer (``producer_rate`` items/s on average) and a consumer (exponential
     service, ``consumer_rate`` items/s) joined by one strategy (see :data:`STRATEGIES`)
     with ``capacity`` places (the demand window for ``"demand"``).
+
+    With ``"demand"`` the consumer requests ``capacity`` items at first, then
+    ``request_size`` more each time it has finished ``request_size`` items: 1 (the
+    default) tops the window up after every item; ``request_size == capacity`` asks for
+    a whole window only once the last one is done. Other strategies take only 1.
 
     The producer creates items for ``horizon`` seconds; then the flow is closed and the
     consumer finishes what it holds.
@@ -234,10 +280,19 @@ def run_flow(
             raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
     if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:
         raise ValueError(f"capacity must be an int >= 1, got {capacity!r}")
+    if (isinstance(request_size, bool) or not isinstance(request_size, int)
+            or not 1 <= request_size <= capacity):
+        raise ValueError(f"request_size must be an int in [1, capacity={capacity}], "
+                         f"got {request_size!r}")
+    if request_size != 1 and strategy != "demand":
+        raise ValueError(f"request_size applies to strategy 'demand' only, got "
+                         f"request_size={request_size!r} with {strategy!r}")
     env = simpy.Environment()
     streams = RandomStreams(seed)
-    gaps = arrival_gaps(arrival, producer_rate, horizon, streams.numpy("arrivals"))
-    service = streams.numpy("service").exponential(1.0 / consumer_rate, size=len(gaps) + 1)
+    # plain floats: SimPy is faster with them than with numpy scalars
+    gaps = arrival_gaps(arrival, producer_rate, horizon, streams.numpy("arrivals")).tolist()
+    service = streams.numpy("service").exponential(
+        1.0 / consumer_rate, size=len(gaps) + 1).tolist()
     recorder = Recorder()
     state = {"in_service": 0, "held": 0, "produced": 0, "served": 0}
     levels: list[tuple[float, int, int]] = []
@@ -252,7 +307,8 @@ def run_flow(
 
     if strategy == "demand":
         queue_len, producer, consumer = _demand_flow(env, capacity, gaps, service, state,
-                                                     sample, finish, horizon)
+                                                     sample, finish, horizon,
+                                                     request_size)
         waiting = queue_len
         failed_at = None
         dropped = 0
@@ -323,7 +379,8 @@ def run_flow(
 
 class _Inbox:
     """The consumer's side of demand-driven flow: a Reactive Streams subscriber that
-    requests ``window`` items at first and one more after each item it processed."""
+    requests ``window`` items at first, then ``request_size`` more after each
+    ``request_size`` items it processed."""
 
     def __init__(self, env: simpy.Environment, window: int) -> None:
         self.env = env
@@ -357,12 +414,13 @@ class _Inbox:
 def _demand_flow(
     env: simpy.Environment,
     window: int,
-    gaps: np.ndarray,
-    service: np.ndarray,
+    gaps: Sequence[float],
+    service: Sequence[float],
     state: dict[str, int],
     sample: Callable[[], None],
     finish: Callable[[_Item], None],
     horizon: float,
+    request_size: int = 1,
 ) -> tuple[Callable[[], int], Generator[Any, Any, None], Generator[Any, Any, None]]:
     publisher: DemandPublisher[_Item] = DemandPublisher()
     inbox = _Inbox(env, window)
@@ -400,7 +458,8 @@ def _demand_flow(
             finish(item)
             sample()
             assert inbox.subscription is not None
-            inbox.subscription.request(1)
+            if state["served"] % request_size == 0:
+                inbox.subscription.request(request_size)
 
     return inbox.items.__len__, produce(), consume()
 
@@ -470,19 +529,31 @@ class TheoryCheck:
 
 def check_theory(
     capacity: int, *, producer_rate: float = 50.0, consumer_rate: float = 40.0,
-    horizon: float = 2000.0, seed: int = 1,
+    horizon: float = 2000.0, warmup: float = 0.0, seed: int = 1,
 ) -> TheoryCheck:
-    """A long Poisson run with ``DROP_NEWEST`` against M/M/1/K with ``K = capacity + 1``."""
+    """A long Poisson run with ``DROP_NEWEST`` against M/M/1/K with ``K = capacity + 1``.
+
+    The figures count from ``warmup`` on: the buffer starts empty, and until it first
+    fills (about ``capacity / (λ − μ)`` seconds when overloaded) nothing is dropped,
+    which lowers the loss of a short run.
+    """
+    if not 0 <= warmup < horizon:
+        raise ValueError(f"warmup must be within [0, horizon={horizon!r}), got {warmup!r}")
     run = run_flow("drop_newest", producer_rate=producer_rate, consumer_rate=consumer_rate,
                    capacity=capacity, horizon=horizon, arrival="poisson", seed=seed)
-    accepted = run.latencies[run.created < horizon]
+    span = horizon - warmup
+    accepted = run.latencies[(run.created >= warmup) & (run.created < horizon)]
+    dropped = int(np.count_nonzero(run.drop_times >= warmup))
+    times = np.append(run.times, horizon)
+    widths = np.clip(np.minimum(times[1:], horizon) - np.maximum(times[:-1], warmup), 0, None)
     return TheoryCheck(
         capacity=capacity,
         theory=mm1k(producer_rate, consumer_rate, capacity + 1),
-        loss=run.drop_fraction,
-        mean_in_system=run.mean_memory,  # the producer never waits: waiting + in service
+        loss=dropped / max(1, dropped + len(accepted)),
+        # the producer never waits: memory is what waits + the item in service
+        mean_in_system=float(np.dot(run.memory, widths) / span),
         mean_latency=float(accepted.mean()),
-        throughput=run.delivered / horizon,
+        throughput=len(accepted) / span,
     )
 
 
@@ -514,7 +585,7 @@ def draw_strategies(
     """One panel per strategy: items waiting and memory held over time, same scale."""
     results = compare_strategies(producer_rate=producer_rate, consumer_rate=consumer_rate,
                                  capacity=capacity, arrival=arrival, horizon=horizon, seed=seed)
-    fig, axes = subplots(2, 3, width=13, height=6.2, sharex=True, sharey=True)
+    fig, axes = subplots(2, 3, width=10, height=6.0, sharex=True, sharey=True)
     for ax, (name, result) in zip(axes.flat, results.items(), strict=True):
         plot_levels(result, ax)
         ax.set_title(f"{name}: {result.dropped} dropped, p95 "
@@ -560,7 +631,7 @@ def draw_summary(
     """The three summaries of :func:`plot_summary` for every strategy."""
     results = compare_strategies(producer_rate=producer_rate, consumer_rate=consumer_rate,
                                  capacity=capacity, arrival=arrival, horizon=horizon, seed=seed)
-    fig, axes = subplots(1, 3, width=13, height=3.8)
+    fig, axes = subplots(1, 3, width=10, height=3.8)
     plot_summary(results, axes)
     return fig
 
@@ -596,21 +667,27 @@ def theory_table(
 
 def draw_theory(
     *, producer_rate: float = 50.0, consumer_rate: float = 40.0,
-    capacities: Sequence[int] = (1, 2, 5, 10, 20, 40), horizon: float = 500.0, seed: int = 1,
+    capacities: Sequence[int] = (1, 5, 10, 20, 40), horizon: float = 150.0,
+    warmup: float = 15.0, seeds: Sequence[int] = (1, 2, 3, 4, 5, 6),
 ) -> Figure:
-    """Loss probability and mean latency against the bound: M/M/1/K beside simulation."""
-    fig, (loss_ax, latency_ax) = subplots(1, 2, width=11, height=3.6)
+    """Loss probability and mean latency against the bound: M/M/1/K beside simulation
+    (the mean over ``seeds``, with bars of two standard errors)."""
+    fig, (loss_ax, latency_ax) = subplots(1, 2, width=10, height=3.6)
     grid = list(range(1, max(capacities) + 1))
     loss_ax.plot(grid, [mm1k(producer_rate, consumer_rate, b + 1).loss for b in grid], "k-",
                  label="M/M/1/K theory")
     latency_ax.plot(grid, [mm1k(producer_rate, consumer_rate, b + 1).mean_latency * 1000
                            for b in grid], "k-", label="M/M/1/K theory")
-    checks = [check_theory(b, producer_rate=producer_rate, consumer_rate=consumer_rate,
-                           horizon=horizon, seed=seed) for b in capacities]
-    loss_ax.plot(capacities, [c.loss for c in checks], "o", color=COLORS["drop_newest"],
-                 label="simulation")
-    latency_ax.plot(capacities, [c.mean_latency * 1000 for c in checks], "o",
-                    color=COLORS["drop_newest"], label="simulation")
+    checks = [[check_theory(b, producer_rate=producer_rate, consumer_rate=consumer_rate,
+                            horizon=horizon, warmup=warmup, seed=seed) for seed in seeds]
+              for b in capacities]
+    for ax, figure, scale in ((loss_ax, "loss", 1.0), (latency_ax, "mean_latency", 1000.0)):
+        values = np.array([[getattr(c, figure) * scale for c in row] for row in checks])
+        errors = (2 * values.std(axis=1, ddof=1) / np.sqrt(len(seeds))
+                  if len(seeds) > 1 else None)
+        ax.errorbar(capacities, values.mean(axis=1), yerr=errors, fmt="o", capsize=3,
+                    color=COLORS["drop_newest"],
+                    label=f"simulation, mean of {len(seeds)} runs of {horizon:g} s")
     label(loss_ax, title="Items lost", xlabel="buffer bound (items)",
           ylabel="loss probability")
     label(latency_ax, title="Latency of accepted items", xlabel="buffer bound (items)",
@@ -632,13 +709,15 @@ def draw_flow_explorer(
     """One strategy over 30 s: levels over time, and the latency distribution."""
     result = run_flow(strategy, producer_rate=producer_rate, consumer_rate=consumer_rate,
                       capacity=capacity, arrival=arrival, horizon=30.0, seed=seed)
-    fig, (levels_ax, latency_ax) = subplots(1, 2, width=12, height=3.8,
+    fig, (levels_ax, latency_ax) = subplots(1, 2, width=10, height=3.8,
                                             width_ratios=[2, 1])
     plot_levels(result, levels_ax)
     levels_ax.legend(loc="upper left", fontsize=8)
     label(levels_ax, title=f"{strategy}: {result.produced} produced, {result.delivered} "
-          f"delivered, {result.dropped} dropped",
+          f"delivered, {result.dropped} dropped"
+          + (" (holds 1)" if strategy == "latest" else f" (bound {capacity})"),
           xlabel="time (s)", ylabel="items")
+    levels_ax.title.set_fontsize(11)
     if len(result.latencies):
         latency_ax.hist(result.latencies * 1000, bins=40, color=COLORS.get(strategy, "#333"))
         latency_ax.axvline(result.latency_percentile(95) * 1000, color="k", linestyle="--",
@@ -649,14 +728,26 @@ def draw_flow_explorer(
 
 
 def flow_explorer() -> Explorer:
-    """Sliders: strategy, producer and consumer rates, bound, arrival pattern."""
-    return Explorer(draw_flow_explorer, {
+    """Sliders: strategy, producer and consumer rates, bound, arrival pattern.
+
+    ``latest`` holds one item whatever the bound, so the bound slider is greyed out
+    while it is chosen (a slider that moved nothing would mislead).
+    """
+    explorer = Explorer(draw_flow_explorer, {
         "strategy": choice("strategy", STRATEGIES, "buffer"),
         "producer_rate": float_slider("producer (items/s)", 50.0, 10.0, 120.0, 5.0, ".0f"),
         "consumer_rate": float_slider("consumer (items/s)", 60.0, 10.0, 120.0, 5.0, ".0f"),
         "capacity": int_slider("bound (items)", 20, 1, 100),
         "arrival": choice("arrivals", ARRIVALS, "bursty"),
     })
+    strategy, bound = explorer.controls["strategy"], explorer.controls["capacity"]
+
+    def follow(_change: object = None) -> None:
+        bound.disabled = strategy.value == "latest"
+
+    strategy.observe(follow, names="value")
+    follow()
+    return explorer
 
 
 def draw_compare_explorer(
@@ -738,8 +829,9 @@ def run_guide_drop_oldest(
     ``Emit``, hands every item to the consumer's (unbounded) queue."""
     env = simpy.Environment()
     streams = RandomStreams(seed)
-    gaps = arrival_gaps("poisson", producer_rate, horizon, streams.numpy("arrivals"))
-    service = streams.numpy("service").exponential(1.0 / consumer_rate, size=len(gaps) + 1)
+    gaps = arrival_gaps("poisson", producer_rate, horizon, streams.numpy("arrivals")).tolist()
+    service = streams.numpy("service").exponential(
+        1.0 / consumer_rate, size=len(gaps) + 1).tolist()
     strategy = GuideSketchDropOldestStrategy(capacity)
     inbox: simpy.Store = simpy.Store(env)
     levels: list[tuple[float, int]] = [(0.0, 0)]
@@ -794,7 +886,7 @@ def compare_drop_oldest(
 def draw_guide_drop_oldest(**options: Any) -> Figure:
     """Items waiting for the consumer: the guide's strategy against ``DROP_OLDEST``."""
     guide, ours = compare_drop_oldest(**options)
-    fig, (queue_ax, latency_ax) = subplots(1, 2, width=12, height=3.8, width_ratios=[2, 1])
+    fig, (queue_ax, latency_ax) = subplots(1, 2, width=10, height=3.8, width_ratios=[2, 1])
     queue_ax.step(guide.times, guide.consumer_queue, where="post", color=COLORS["guide"],
                   label=f"guide's DropOldestStrategy (its deque: {guide.sketch_buffer} copies)")
     queue_ax.step(ours.times, ours.queue, where="post", color=COLORS["drop_oldest"],
@@ -820,12 +912,13 @@ def guide_drop_oldest_table(**options: Any) -> str:
     inside = ours.latencies[ours.created < horizon]
     return format_table(
         ["strategy", "produced", "dropped", "max waiting", "waiting at the end",
-         "mean latency (ms)"],
+         "mean latency (ms)", "max latency (ms)"],
         [["guide's DropOldestStrategy", guide.produced, guide.dropped, guide.max_queue,
-          int(guide.consumer_queue[-1]), float(guide.latencies.mean()) * 1000],
+          int(guide.consumer_queue[-1]), float(guide.latencies.mean()) * 1000,
+          float(guide.latencies.max()) * 1000],
          ["OverflowStrategy.DROP_OLDEST", ours.produced, ours.dropped, ours.max_queue,
           int(ours.queue[np.searchsorted(ours.times, horizon, side="right") - 1]),
-          float(inside.mean()) * 1000]])
+          float(inside.mean()) * 1000, float(inside.max()) * 1000]])
 
 
 class GuideSketchDeadlockError(RuntimeError):
