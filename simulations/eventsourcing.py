@@ -184,7 +184,7 @@ def _time_best(function: Callable[[], object], repeats: int) -> float:
 
 
 DEFAULT_LENGTHS: tuple[int, ...] = (*range(370, 10_000, 370), 10_000)
-"""27 lengths up to 10,000 that fall at every phase of a 100-event snapshot cycle."""
+"""28 lengths up to 10,000 that fall at every phase of a 100-event snapshot cycle."""
 
 
 def measure_load_times(lengths: Sequence[int] = DEFAULT_LENGTHS,
