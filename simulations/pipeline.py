@@ -278,7 +278,7 @@ def run_line(
             dispatch(batch)
 
     def source() -> Generator[Any, Any, None]:
-        for index, when in enumerate(arrivals):
+        for index, when in enumerate(arrivals.tolist()):  # floats: faster in SimPy
             if when > env.now:
                 yield env.timeout(when - env.now)
             batch = batcher.add(index)
