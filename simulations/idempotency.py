@@ -29,6 +29,7 @@ the client backs off and retries like after a timeout).
 
 from __future__ import annotations
 
+import functools
 import inspect
 import os
 import subprocess
@@ -375,9 +376,16 @@ def expected_charges(loss: float, attempts: int, *, idempotent: bool,
 # ================================================================ tables and figures
 
 
+_cached_payments = functools.lru_cache(maxsize=256)(run_payments)
+"""``run_payments`` remembered by its arguments (it is deterministic): an explorer that
+moves only the loss rate redraws from runs it already has."""
+
+
 def loss_sweep(losses: Sequence[float], modes: Sequence[str] = ("none", "guide", "reserve"),
                **options: Any) -> dict[str, list[PaymentResult]]:
-    return {mode: [run_payments(mode=mode, loss=p, **options) for p in losses]
+    """One run per mode and loss rate (runs already made with the same arguments are
+    reused)."""
+    return {mode: [_cached_payments(mode=mode, loss=p, **options) for p in losses]
             for mode in modes}
 
 
