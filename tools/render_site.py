@@ -8,6 +8,8 @@ figures and printed evidence are in the page; then it is exported with nbconvert
 ``HTMLExporter`` (the JupyterLab look, figures embedded as PNG, nothing to fetch but MathJax
 for the formulas). The site mirrors ``notebooks/``: ``notebooks/04-fault-tolerance/4.2-x.ipynb``
 becomes ``DIR/04-fault-tolerance/4.2-x.html``, and ``DIR/index.html`` is the course index.
+The formulas need MathJax, which the pages load from a CDN (``--mathjax-url`` for another
+place); everything else is in the page.
 
 What a static page needs that a notebook does not:
 
@@ -49,6 +51,8 @@ WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 
 TEMPLATE = r"""
 {%- extends 'index.html.j2' -%}
+{#- require.js serves widgets and some rich outputs; the pages have neither -#}
+{%- block html_head_js_requirejs -%}{%- endblock html_head_js_requirejs -%}
 {% block extra_css %}
 <style>
 details.course-solution { margin: 0.5em 0; padding-left: var(--jp-cell-padding, 5px); }
@@ -205,15 +209,19 @@ def rewrite_links(page: str) -> str:
     return _IPYNB_HREF.sub(lambda m: f'href="{m["path"]}.html{m["rest"] or ""}"', page)
 
 
-def export_html(notebook: NotebookNode) -> str:
-    """The notebook as one self-contained HTML page (JupyterLab look, figures embedded)."""
+def export_html(notebook: NotebookNode, mathjax_url: str | None = None) -> str:
+    """The notebook as one self-contained HTML page (JupyterLab look, figures embedded).
+
+    Formulas are typeset by MathJax, loaded from ``mathjax_url`` (nbconvert's CDN address
+    by default; give a local copy for a site read offline).
+    """
     from jinja2 import DictLoader
     from nbconvert import HTMLExporter
 
     exporter = HTMLExporter(  # type: ignore[no-untyped-call]
         template_name="lab", extra_loaders=[DictLoader({"course_site.html.j2": TEMPLATE})],
         template_file="course_site.html.j2", exclude_input_prompt=True,
-        exclude_output_prompt=True)
+        exclude_output_prompt=True, **({"mathjax_url": mathjax_url} if mathjax_url else {}))
     page: str = exporter.from_notebook_node(notebook)[0]
     return rewrite_links(page)
 
@@ -227,7 +235,8 @@ def page_path(notebook: Path, out: Path, notebooks: Path = NOTEBOOKS) -> Path:
     return out / relative.with_suffix(".html")
 
 
-def render(notebook_path: Path, out: Path, *, run: bool = True, timeout: int = 600) -> Path:
+def render(notebook_path: Path, out: Path, *, run: bool = True, timeout: int = 600,
+           mathjax_url: str | None = None) -> Path:
     """Execute (unless ``run`` is false), flatten the explorers, export; return the page."""
     notebook: NotebookNode = nbformat.read(  # type: ignore[no-untyped-call]
         notebook_path, as_version=4)
@@ -236,7 +245,7 @@ def render(notebook_path: Path, out: Path, *, run: bool = True, timeout: int = 6
     flatten_widgets(notebook)
     target = page_path(notebook_path, out)
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(export_html(notebook), encoding="utf-8")
+    target.write_text(export_html(notebook, mathjax_url), encoding="utf-8")
     if notebook_path.name == INDEX_NAME and target.parent == out:
         shutil.copyfile(target, out / "index.html")
     return target
@@ -258,13 +267,16 @@ def main(argv: list[str] | None = None) -> int:
                              "(figures and explorers are then missing)")
     parser.add_argument("--timeout", type=int, default=600,
                         help="seconds a cell may run (default 600)")
+    parser.add_argument("--mathjax-url", default=None,
+                        help="where pages load MathJax from (default: nbconvert's CDN)")
     args = parser.parse_args(argv)
     paths = args.notebooks or all_notebooks()
     failed = []
     for path in paths:
         started = time.perf_counter()
         try:
-            page = render(path, args.out, run=not args.no_execute, timeout=args.timeout)
+            page = render(path, args.out, run=not args.no_execute, timeout=args.timeout,
+                          mathjax_url=args.mathjax_url)
         except Exception as error:  # a failing notebook must not stop the others
             failed.append(path)
             print(f"FAILED {path}: {type(error).__name__}: {str(error)[-2000:]}",
