@@ -895,7 +895,8 @@ def draw_instances(instances: int = 4, hot_share: float = 0.7, offered: float = 
                     linewidth=1, label=f"static share {global_rate / instances:g}/s")
     bars_ax.set_xticks(positions, [f"#{i}" + (" (hot)" if i == 0 else "")
                                    for i in range(instances)])
-    bars_ax.legend(loc="upper right")
+    bars_ax.set_ylim(0, max(*first.offered_rates, global_rate / instances) * 1.75)  # legend room
+    bars_ax.legend(loc="upper right", fontsize=8)
     label(bars_ax, title="Per instance", xlabel="instance", ylabel="requests per second")
     for mode, result in results.items():
         starts, rate = _rates(result.admitted_times, result.horizon, 1.0)
@@ -903,8 +904,10 @@ def draw_instances(instances: int = 4, hot_share: float = 0.7, offered: float = 
                      label=mode)
     time_ax.axhline(global_rate, color=color("theory"), linestyle="--", linewidth=1,
                     label=f"global limit {global_rate:g}/s")
-    time_ax.set_ylim(0, max(global_rate, offered) * 1.15)
-    time_ax.legend(loc="lower right", ncols=2)
+    peak = max(float(np.max(_rates(r.admitted_times, r.horizon, 1.0)[1], initial=0.0))
+               for r in results.values())
+    time_ax.set_ylim(0, max(global_rate, peak) * 1.45)  # room for the legend
+    time_ax.legend(loc="upper right", ncols=2, fontsize=8)
     label(time_ax, title="All instances together", xlabel="time (s)",
           ylabel="admitted per second")
     return fig
