@@ -1279,6 +1279,8 @@ def draw_limiter(kind: str = "token_bucket", rate: float = 10.0, burst: int = 10
                                   height_ratios=[1.3, 1])
     plot_offered_admitted(run, top)
     top.set_ylabel("requests per second")
+    peak = float(np.max(_rates(run.offered, run.horizon, 1.0)[1], initial=run.rate))
+    top.set_ylim(0, max(peak, run.rate) * 1.3)  # room for the legend
     times = np.sort(run.admitted)
     window = run.window
     # the count in (t - window, t], on a fine grid and at every admission (its peaks)
