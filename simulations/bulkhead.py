@@ -664,13 +664,13 @@ def draw_isolation_explorer(
 def isolation_explorer() -> Explorer:
     """Sliders: permits, queue places, max wait, B's slowness, arrival rate.
 
-    Queue places beyond ``rate * 2 * max_wait`` are never all taken (a waiter leaves
-    after ``max_wait``), so the queue slider stops at 24, where the default max wait
-    of 0.5 s keeps them all in use.
+    A waiter leaves after ``max_wait``, so a queue holds about ``2 * rate * max_wait``
+    callers at most (both dependencies' callers wait in the shared pool): the queue
+    slider stops at 20, what the defaults (20 requests/s each, 0.5 s) can fill.
     """
     return Explorer(draw_isolation_explorer, {
         "concurrency": int_slider("permits in all", 20, 2, 40, 2),
-        "queue_size": int_slider("queue places in all", 10, 0, 24, 2),
+        "queue_size": int_slider("queue places in all", 10, 0, 20, 2),
         "max_wait": float_slider("max wait (s)", 0.5, 0.0, 2.0, 0.1),
         "slow_latency": log_slider("B's latency when slow (s)", 5.0, -1.3, 1.0),
         "rate": float_slider("requests/s to each", 20.0, 5.0, 40.0, 5.0, ".0f"),

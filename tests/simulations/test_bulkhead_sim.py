@@ -316,7 +316,7 @@ def test_explorers_redraw_when_a_slider_moves() -> None:
                                       "rate"}
     explorer.controls["concurrency"].value = 10
     assert explorer.redraws == 2
-    assert explorer.controls["queue_size"].max == 24  # rate x 2 x max_wait at the defaults
+    assert explorer.controls["queue_size"].max == 20  # 2 x rate x max_wait at the defaults
     queue = queue_explorer()
     assert set(queue.controls) == {"servers", "queue_size", "service_cv"}
     queue.controls["servers"].value = 2
