@@ -31,6 +31,8 @@ from collections.abc import Callable, Coroutine
 from types import CoroutineType, FunctionType, GeneratorType, MethodType
 from typing import Any, Final, ParamSpec, Protocol, TypeVar, cast, overload
 
+from patterns._errors import Rebuildable
+
 __all__ = [
     "PLAIN_RESULTS",
     "CallDecorator",
@@ -156,7 +158,7 @@ def reject_awaitable_result(result: object, driver: str, fn: object = None,
                     + (advice or _advice(driver)))
 
 
-class NotAwaitableError(Exception):
+class NotAwaitableError(Rebuildable, Exception):
     """Internal signal of an asyncio driver: ``fn`` returned ``value``, which cannot be
     awaited. Raised inside the driver's ``try`` so the driver can tell it from a failure
     of the call, caught there, and turned into :func:`not_awaitable_error`."""

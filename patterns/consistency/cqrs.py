@@ -42,6 +42,7 @@ from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from patterns._errors import Rebuildable
 from patterns._validation import (
     require_clock,
     require_finite_positive,
@@ -94,7 +95,7 @@ class UnknownMessageTypeError(LookupError):
     """No handler is registered for a command or query type."""
 
 
-class ProjectionTimeoutError(TimeoutError):
+class ProjectionTimeoutError(Rebuildable, TimeoutError):
     """The projection did not reach a position in time (read-your-writes failed)."""
 
     def __init__(self, position: int, reached: int, timeout: float) -> None:

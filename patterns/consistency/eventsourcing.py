@@ -50,6 +50,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from patterns._errors import Rebuildable
 from patterns._timers import MAX_WAIT
 from patterns._validation import (
     require_clock,
@@ -100,7 +101,7 @@ __all__ = [
 # --------------------------------------------------------------------------- errors
 
 
-class ConcurrencyConflictError(Exception):
+class ConcurrencyConflictError(Rebuildable, Exception):
     """An append whose expected version is not the stream's current version."""
 
     def __init__(self, stream: str, expected: int, actual: int) -> None:
@@ -110,15 +111,12 @@ class ConcurrencyConflictError(Exception):
         self.expected = expected
         self.actual = actual
 
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.stream, self.expected, self.actual))
-
 
 class UnknownEventTypeError(LookupError):
     """An event type (or class) that the codec has no registration for."""
 
 
-class AggregateNotFoundError(LookupError):
+class AggregateNotFoundError(Rebuildable, LookupError):
     """Loading an aggregate whose stream has no events."""
 
     def __init__(self, stream: str) -> None:
@@ -1146,7 +1144,7 @@ class AccountClosed:
     pass
 
 
-class BankAccountError(Exception):
+class BankAccountError(Rebuildable, Exception):
     """A domain rule of the bank account was broken."""
 
 

@@ -47,6 +47,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Final
 
+from patterns._errors import Rebuildable
 from patterns.clock import MONOTONIC, WALL_CLOCK, Clock
 from patterns.consistency.lock._core import (
     MAX_TTL,
@@ -122,7 +123,7 @@ def _check_owner(owner: str | None, lease: float | None, *,
     return _check_lease(lease)
 
 
-class SagaExistsError(ValueError):
+class SagaExistsError(Rebuildable, ValueError):
     """A saga with this id was already begun."""
 
     def __init__(self, saga_id: str) -> None:
@@ -130,7 +131,7 @@ class SagaExistsError(ValueError):
         self.saga_id = saga_id
 
 
-class UnknownSagaError(LookupError):
+class UnknownSagaError(Rebuildable, LookupError):
     """No saga with this id is in the log."""
 
     def __init__(self, saga_id: str) -> None:
@@ -138,7 +139,7 @@ class UnknownSagaError(LookupError):
         self.saga_id = saga_id
 
 
-class SagaFinishedError(ValueError):
+class SagaFinishedError(Rebuildable, ValueError):
     """A record (or a claim) for a saga whose log already holds its final record."""
 
     def __init__(self, saga_id: str, kind: object = None) -> None:
@@ -148,7 +149,7 @@ class SagaFinishedError(ValueError):
         self.saga_id = saga_id
 
 
-class SagaOwnershipLostError(RuntimeError):
+class SagaOwnershipLostError(Rebuildable, RuntimeError):
     """A worker wrote to a saga it no longer owns: another worker took it over.
 
     The writer must stop at once (run no further step); the new owner finishes the saga.
@@ -162,7 +163,7 @@ class SagaOwnershipLostError(RuntimeError):
         self.current_owner = current
 
 
-class SagaBusyError(RuntimeError):
+class SagaBusyError(Rebuildable, RuntimeError):
     """Recovery found the saga owned by another worker whose lease has not expired."""
 
     def __init__(self, saga_id: str, owner: str | None, expires_at: float | None) -> None:
@@ -173,7 +174,7 @@ class SagaBusyError(RuntimeError):
         self.expires_at = expires_at
 
 
-class CompensationFailedError(RuntimeError):
+class CompensationFailedError(Rebuildable, RuntimeError):
     """A compensation kept failing after its retries; the saga stays unfinished."""
 
     def __init__(self, saga_id: str, step: int, name: str, error: BaseException) -> None:
@@ -193,11 +194,21 @@ class SagaRecoveryError(ExceptionGroup[Exception]):
 
     results: list[SagaResult]
 
+    # ExceptionGroup's __new__ takes exactly (message, exceptions), its __init__ keeps
+    # all its positional arguments as ``args`` and refuses keywords; __init__ here takes
+    # ``results`` either way and keeps all three in ``args``, so the group is rebuilt
+    # with its results by ``type(e)(*e.args)`` (SimPy), pickle and copy. Its str is
+    # ExceptionGroup's, "message (n sub-exceptions)".
     def __new__(cls, message: str, errors: Sequence[Exception],
                 results: Sequence[SagaResult] = ()) -> SagaRecoveryError:
         self = super().__new__(cls, message, errors)
         self.results = list(results)
         return self
+
+    def __init__(self, message: str, errors: Sequence[Exception],
+                 results: Sequence[SagaResult] = ()) -> None:
+        super().__init__(message, errors)
+        self.args = (message, errors, self.results)
 
     def derive(self, excs: Sequence[Exception]) -> SagaRecoveryError:  # type: ignore[override]
         return SagaRecoveryError(self.message, excs, self.results)

@@ -55,6 +55,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Generic, Literal, Protocol, TypeVar, cast, overload
 
 from patterns._decorate import is_async_callable, is_awaitable_result
+from patterns._errors import Rebuildable
 from patterns._timers import MAX_WAIT
 from patterns._validation import (
     require_clock,
@@ -120,7 +121,7 @@ def short_repr(value: object) -> str:
 # =========================================================================== errors
 
 
-class StageError(Exception):
+class StageError(Rebuildable, Exception):
     """A stage raised: which one, where in the pipeline, and on what input.
 
     Attributes
@@ -148,7 +149,6 @@ class StageError(Exception):
         path: str,
         input: object,
         cause: BaseException,
-        *,
         completed: Sequence[object] = (),
     ) -> None:
         self.stage = stage
@@ -161,16 +161,6 @@ class StageError(Exception):
             f"{type(cause).__name__}: {cause}"
         )
         self.__cause__ = cause
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        cause = self.__cause__ if self.__cause__ is not None else Exception()
-        return (_rebuild_stage_error, (self.stage, self.path, self.input, cause, self.completed))
-
-
-def _rebuild_stage_error(
-    stage: str, path: str, value: object, cause: BaseException, completed: tuple[object, ...]
-) -> StageError:
-    return StageError(stage, path, value, cause, completed=completed)
 
 
 # =========================================================================== steps

@@ -45,6 +45,7 @@ from patterns._decorate import (
     reject_awaitable_result,
     reject_coroutine_function,
 )
+from patterns._errors import Rebuildable
 from patterns._validation import (
     require_clock,
     require_finite,
@@ -191,7 +192,7 @@ def _failed(now: float, name: str, duration: float, slow: bool,
     return event
 
 
-class CircuitOpenError(Exception):
+class CircuitOpenError(Rebuildable, Exception):
     """The breaker rejected the call; ``retry_after`` says when it may let calls through."""
 
     def __init__(self, name: str, state: CircuitState, retry_after: float) -> None:

@@ -67,6 +67,7 @@ from patterns._decorate import (
     reject_awaitable_result,
     reject_coroutine_function,
 )
+from patterns._errors import Rebuildable
 from patterns._validation import (
     require_clock,
     require_finite,
@@ -146,7 +147,7 @@ class CallFinished(BulkheadEvent):
     duration: float
 
 
-class BulkheadFullError(Exception):
+class BulkheadFullError(Rebuildable, Exception):
     """A bulkhead refused a call: it names the bulkhead and the reason.
 
     Attributes: ``bulkhead`` (the name), ``reason`` (a :class:`RejectReason`),
@@ -158,7 +159,6 @@ class BulkheadFullError(Exception):
         self,
         bulkhead: str,
         reason: RejectReason,
-        *,
         in_flight: int,
         queued: int,
         max_concurrent_calls: int,
@@ -179,17 +179,6 @@ class BulkheadFullError(Exception):
         self.in_flight = in_flight
         self.queued = queued
         self.waited = waited
-        self._options: dict[str, Any] = {
-            "in_flight": in_flight, "queued": queued,
-            "max_concurrent_calls": max_concurrent_calls, "max_queue_size": max_queue_size,
-            "waited": waited, "max_wait": max_wait,
-        }
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        # Keyword-only arguments: rebuild through a partial so the error pickles
-        # (to cross a process pool, say).
-        return (functools.partial(type(self), **self._options), (self.bulkhead, self.reason),
-                None)
 
 
 @dataclass(frozen=True, slots=True)

@@ -45,6 +45,7 @@ from patterns._decorate import (
     reject_awaitable_result,
     reject_coroutine_function,
 )
+from patterns._errors import Rebuildable
 from patterns._validation import (
     require_clock,
     require_int_at_least,
@@ -216,7 +217,7 @@ class RetryGaveUp(RetryEvent):
     result: object
 
 
-class RetryExhaustedError(Exception):
+class RetryExhaustedError(Rebuildable, Exception):
     """Raised when the last attempt returned a result that the policy deems a failure.
 
     (When the last attempt raised, that exception itself is re-raised, with a note

@@ -52,6 +52,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, NoReturn, Protocol, TypeVar
 
 from patterns._decorate import reject_awaitable_result, reject_coroutine_function
+from patterns._errors import Rebuildable
 from patterns._timers import TimerHandle, TimerThread, shared_timer_thread, wait_event
 from patterns._validation import (
     require_at_least,
@@ -99,12 +100,12 @@ _KEYS = itertools.count()  # registration keys; next() on a count is atomic in C
 # --------------------------------------------------------------------------- exceptions
 
 
-class OperationCancelled(BaseException):
+class OperationCancelled(Rebuildable, BaseException):
     """The operation was cancelled: raised by :meth:`CancellationToken.raise_if_cancelled`.
 
     ``reason`` is what the token was cancelled with (:data:`CANCELLED` by default, a
     :class:`DeadlineExceededError` when its deadline passed); ``token`` is the token that
-    raised, when known.
+    raised, when known (``None`` once the error is pickled: a token belongs to its process).
 
     Why :class:`BaseException` and not :class:`Exception`: cancellation is a request to
     stop, not a failure, and it must get through the ``except Exception:`` handlers that
@@ -122,10 +123,13 @@ class OperationCancelled(BaseException):
     two.
     """
 
+    # A token is a lock, callbacks and a clock of this process: pickling sends None.
+    _process_local = ("token",)
+
     def __init__(self, reason: object = CANCELLED, token: CancellationToken | None = None):
         if token is not None:
             _check_token("token", token)
-        super().__init__(reason, token)
+        super().__init__()
         self.reason = reason
         self.token = token
 
@@ -133,7 +137,7 @@ class OperationCancelled(BaseException):
         return f"operation cancelled: {self.reason}"
 
 
-class DeadlineExceededError(TimeoutError):
+class DeadlineExceededError(Rebuildable, TimeoutError):
     """A deadline passed: what a timed-out call raises, and the reason of an expired token.
 
     ``deadline`` is the clock reading at which it passed; ``timeout`` the duration that
@@ -147,7 +151,6 @@ class DeadlineExceededError(TimeoutError):
         if timeout is not None:
             require_positive("timeout", timeout)
         super().__init__()
-        self.args = (deadline, timeout)
         self.deadline = deadline
         self.timeout = timeout
 

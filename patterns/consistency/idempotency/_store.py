@@ -34,6 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
+from patterns._errors import Rebuildable
 from patterns._validation import require_clock, require_finite_positive
 from patterns.clock import MONOTONIC, WALL_CLOCK, Clock, MonotonicClock, WallClock
 from patterns.storage.sqlite import SQLiteDatabase
@@ -64,7 +65,7 @@ MAX_ERROR_TEXT = 4000
 """Recorded error texts are cut to this many characters."""
 
 
-class IdempotencyError(Exception):
+class IdempotencyError(Rebuildable, Exception):
     """Base class of the idempotency errors."""
 
 

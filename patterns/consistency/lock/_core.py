@@ -33,6 +33,7 @@ from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, replace
 from typing import Any, Final, Protocol, runtime_checkable
 
+from patterns._errors import Rebuildable
 from patterns._validation import (
     require_clock,
     require_finite,
@@ -79,7 +80,7 @@ fencing tokens keep writes safe regardless."""
 # --------------------------------------------------------------------------- errors
 
 
-class LockError(Exception):
+class LockError(Rebuildable, Exception):
     """Base class of the lock errors."""
 
 

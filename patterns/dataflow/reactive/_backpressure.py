@@ -39,6 +39,7 @@ from enum import StrEnum
 from typing import Any, Generic, Protocol, TypeVar
 
 from patterns._decorate import is_async_callable
+from patterns._errors import Rebuildable
 from patterns._validation import (
     require_clock,
     require_finite,
@@ -97,7 +98,7 @@ class Offer(StrEnum):
     """The buffer is closed (or has failed): the item was dropped."""
 
 
-class BufferOverflowError(Exception):
+class BufferOverflowError(Rebuildable, Exception):
     """A buffer with the ``ERROR`` strategy overflowed; it names the bound."""
 
     def __init__(self, capacity: int, time: float) -> None:

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Final, Protocol
 
+from patterns._errors import Rebuildable
 from patterns._timers import sleep as sleep_blocking
 from patterns._validation import (
     require_clock,
@@ -114,7 +115,7 @@ class RateLimiterStats:
         return self.admitted / self.total if self.total else math.nan
 
 
-class RateLimitExceededError(Exception):
+class RateLimitExceededError(Rebuildable, Exception):
     """A rate-limited call was refused; try again after :attr:`retry_after` seconds."""
 
     def __init__(self, retry_after: float, n: int = 1) -> None:
