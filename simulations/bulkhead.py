@@ -894,7 +894,7 @@ def draw_queue_theory(
 def draw_queue_explorer(servers: int = 4, queue_size: int = 6,
                         service_cv: float = 1.0) -> Figure:
     """The queueing figure with fewer arrivals per point, for quick slider moves."""
-    return draw_queue_theory(servers, queue_size, 100.0, arrivals=1_500, points=6,
+    return draw_queue_theory(servers, queue_size, 100.0, arrivals=1_000, points=6,
                              service_cv=service_cv)
 
 
