@@ -8,6 +8,7 @@ around it shows (``tools/check_notebooks.py``).
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import nbformat
@@ -20,6 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SECTIONS = sorted(p for p in (ROOT / "notebooks").rglob("*.ipynb")
                   if check_notebooks.is_section_notebook(p)
                   and ".ipynb_checkpoints" not in p.parts)
+SECTIONS.append(ROOT / "notebooks" / "00-theory-primer.ipynb")  # figures, sliders, numbers
 
 
 def _last_line(cell: nbformat.NotebookNode) -> str:
@@ -38,7 +40,7 @@ def test_figures_render_as_images_and_explorers_as_widgets(path: Path) -> None:
             continue
         kinds = {key for output in cell.outputs for key in output.get("data", {})}
         last = _last_line(cell)
-        if last.startswith("draw_"):
+        if re.match(r"^(\w+\.)?draw_", last):  # draw_x(...) or module.draw_x(...)
             figures += 1
             assert "image/png" in kinds, f"cell {index} ({last}) shows no image: {kinds}"
         if last.endswith("_explorer()"):
