@@ -24,6 +24,8 @@ from simulations.cqrs import (
     theory_read_your_writes_wait,
 )
 
+from .sliders import assert_every_slider_changes
+
 # Replication: 30 runs of 1,000 s (seeds 101..130), ``staleness_spread(rate,
 # seeds=range(101, 131))`` (with ``read_your_writes=True`` for the waits). The standard
 # deviation of ONE run's figure; the means of the 30 runs lie within 1.3 standard errors
@@ -173,17 +175,7 @@ def _simulated(fig: Figure) -> list[tuple[float, ...]]:
 
 def test_every_slider_changes_the_simulated_picture_over_its_range() -> None:
     explorer = staleness_explorer()
-    for name, control in explorer.controls.items():
-        start = control.value
-        middle = control.min + round((control.max - control.min) / 2 / control.step) * control.step
-        pictures = []
-        for value in (control.min, middle, control.max):
-            control.value = value
-            pictures.append(_simulated(explorer.last_figure))
-        control.value = start
-        low, mid, high = pictures
-        assert low != mid, f"{name}: the picture does not change from the start to the middle"
-        assert mid != high, f"{name}: the picture does not change from the middle to the end"
+    assert_every_slider_changes(explorer, _simulated)
 
 
 def test_figures_tables_and_explorer() -> None:

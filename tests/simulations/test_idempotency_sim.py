@@ -15,6 +15,8 @@ from simulations.idempotency import (
     run_payments,
 )
 
+from .sliders import assert_every_slider_changes
+
 
 def test_the_model_is_deterministic_for_a_seed() -> None:
     one = run_payments(mode="reserve", loss=0.2, orders=100, seed=5)
@@ -153,17 +155,7 @@ def _simulated(fig: Figure) -> list[tuple[float, ...]]:
 @pytest.mark.parametrize("make", [idempotency_explorer, crash_explorer])
 def test_every_slider_changes_the_simulated_picture_over_its_range(make: object) -> None:
     explorer = make()  # type: ignore[operator]
-    for name, control in explorer.controls.items():
-        start = control.value
-        middle = control.min + round((control.max - control.min) / 2 / control.step) * control.step
-        pictures = []
-        for value in (control.min, middle, control.max):
-            control.value = value
-            pictures.append(_simulated(explorer.last_figure))
-        control.value = start
-        low, mid, high = pictures
-        assert low != mid, f"{name}: the picture does not change from the start to the middle"
-        assert mid != high, f"{name}: the picture does not change from the middle to the end"
+    assert_every_slider_changes(explorer, _simulated)
 
 
 def test_the_builtin_hash_differs_between_processes_the_sha256_key_does_not() -> None:
