@@ -13,9 +13,9 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from nbclient import NotebookClient
 
 from tools import check_notebooks
+from tools.execute import execute
 
 ROOT = Path(__file__).resolve().parent.parent
 SECTIONS = sorted(p for p in (ROOT / "notebooks").rglob("*.ipynb")
@@ -32,8 +32,7 @@ def _last_line(cell: nbformat.NotebookNode) -> str:
 @pytest.mark.parametrize("path", SECTIONS, ids=lambda p: p.name)
 def test_figures_render_as_images_and_explorers_as_widgets(path: Path) -> None:
     notebook = nbformat.read(path, as_version=4)
-    NotebookClient(notebook, timeout=600, kernel_name="python3",
-                   resources={"metadata": {"path": str(path.parent)}}).execute()
+    execute(notebook, path.parent)
     figures = explorers = 0
     for index, cell in enumerate(notebook.cells):
         if cell.cell_type != "code":

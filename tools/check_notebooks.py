@@ -261,11 +261,12 @@ def prose_problems(nb: NotebookNode) -> list[str]:
 
 
 def execute(nb: NotebookNode, path: Path) -> NotebookNode:
-    from nbclient import NotebookClient
-
-    NotebookClient(nb, timeout=600, kernel_name="python3",
-                   resources={"metadata": {"path": str(path.parent)}}).execute()
-    return nb
+    """Run ``nb`` (read from ``path``) top to bottom in a fresh kernel."""
+    try:
+        from tools.execute import execute as run_in_kernel
+    except ModuleNotFoundError:  # run as a script: tools/ itself is on sys.path
+        from execute import execute as run_in_kernel  # type: ignore[no-redef]
+    return run_in_kernel(nb, path.parent)
 
 
 def main(argv: list[str] | None = None) -> int:

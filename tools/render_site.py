@@ -43,6 +43,11 @@ from typing import Any
 import nbformat
 from nbformat import NotebookNode
 
+try:
+    from tools.execute import execute as run_in_kernel
+except ModuleNotFoundError:  # run as a script: tools/ itself is on sys.path
+    from execute import execute as run_in_kernel  # type: ignore[no-redef]
+
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
 INDEX_NAME = "00-index.ipynb"
@@ -81,10 +86,7 @@ _IPYNB_HREF = re.compile(r'href="(?P<path>[^":#?]+?)\.ipynb(?P<rest>[#?][^"]*)?"
 
 def execute(notebook: NotebookNode, directory: Path, timeout: int = 600) -> None:
     """Run every cell in a fresh ``python3`` kernel in ``directory``, keeping widget state."""
-    from nbclient import NotebookClient
-
-    NotebookClient(notebook, timeout=timeout, kernel_name="python3", store_widget_state=True,
-                   resources={"metadata": {"path": str(directory)}}).execute()
+    run_in_kernel(notebook, directory, timeout=timeout, store_widget_state=True)
 
 
 # --------------------------------------------------------------------------- explorers

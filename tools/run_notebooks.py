@@ -17,7 +17,11 @@ import sys
 from pathlib import Path
 
 import nbformat
-from nbclient import NotebookClient
+
+try:
+    from tools.execute import execute as run_in_kernel
+except ModuleNotFoundError:  # run as a script: tools/ itself is on sys.path
+    from execute import execute as run_in_kernel  # type: ignore[no-redef]
 
 ROOT = Path(__file__).resolve().parent.parent
 CHECK_MARK = "NBVAL_CHECK_OUTPUT"
@@ -26,9 +30,7 @@ TEXT_MIME = "text/plain"
 
 def execute(notebook: nbformat.NotebookNode, directory: Path) -> None:
     """Run every cell top to bottom in a fresh ``python3`` kernel, in ``directory``."""
-    client = NotebookClient(notebook, timeout=600, kernel_name="python3",
-                            resources={"metadata": {"path": str(directory)}})
-    client.execute()
+    run_in_kernel(notebook, directory)
 
 
 def strip(notebook: nbformat.NotebookNode) -> None:
