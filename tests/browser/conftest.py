@@ -45,10 +45,14 @@ def _free_port() -> int:
 
 
 def _settings(directory: Path) -> None:
-    """Render every cell (no windowing), no news pop-up, no update checks."""
+    """Render every cell (no windowing), never save (no autosave: the tests must leave the
+    notebooks as they are), no news pop-up, no update checks."""
     notebook = directory / "@jupyterlab" / "notebook-extension"
     notebook.mkdir(parents=True)
     (notebook / "tracker.jupyterlab-settings").write_text(json.dumps({"windowingMode": "none"}))
+    documents = directory / "@jupyterlab" / "docmanager-extension"
+    documents.mkdir(parents=True)
+    (documents / "plugin.jupyterlab-settings").write_text(json.dumps({"autosave": False}))
     news = directory / "@jupyterlab" / "apputils-extension"
     news.mkdir(parents=True)
     (news / "notification.jupyterlab-settings").write_text(
@@ -77,6 +81,7 @@ def lab_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     log = (home / "lab.log").open("w")
     server = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
+    notebooks = {path: path.read_bytes() for path in (ROOT / "notebooks").rglob("*.ipynb")}
     deadline = time.monotonic() + 60
     try:
         while True:
@@ -96,6 +101,8 @@ def lab_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             server.kill()
         log.close()
+    changed = [str(path) for path, data in notebooks.items() if path.read_bytes() != data]
+    assert not changed, f"the browser tests changed notebooks of the checkout: {changed}"
 
 
 @pytest.fixture(scope="session")

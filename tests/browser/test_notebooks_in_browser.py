@@ -126,6 +126,7 @@ def _shut_down_kernels(lab_url: str) -> None:
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_runs_and_every_control_redraws(browser: Any, lab_url: str,
                                                  path: Path) -> None:
+    stored = path.read_bytes()
     page = browser.new_page(viewport={"width": 1366, "height": 900})
     try:
         _open(page, lab_url, path)
@@ -141,3 +142,4 @@ def test_notebook_runs_and_every_control_redraws(browser: Any, lab_url: str,
     finally:
         page.close()
         _shut_down_kernels(lab_url)
+    assert path.read_bytes() == stored, "the test saved the notebook (autosave?)"
