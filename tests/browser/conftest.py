@@ -105,8 +105,10 @@ def lab_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     assert not changed, f"the browser tests changed notebooks of the checkout: {changed}"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(lab_url: str) -> Iterator[object]:
+    """Chromium, for one module: Playwright's sync API keeps an asyncio loop running in
+    this thread while it is open, so it must be closed before any other test runs."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:

@@ -48,13 +48,19 @@ FIGURE_JS = """(element) => {
 }"""
 
 
+def _wait(page: Any, condition: str, timeout: int) -> None:
+    """Wait until the JavaScript ``condition`` holds; while JupyterLab (re)loads and
+    ``window.jupyterapp`` is not there yet, the condition counts as false."""
+    page.wait_for_function(f"() => {{ try {{ return Boolean({condition}); }} "
+                           "catch (error) { return false; } }", timeout=timeout, polling=100)
+
+
 def _open(page: Any, lab_url: str, path: Path) -> None:
     relative = path.relative_to(ROOT).as_posix()
     # A workspace of its own, reset: no notebook of an earlier test is restored, and
     # JupyterLab does not reload the page to move off a workspace it thinks is in use.
     page.goto(f"{lab_url}/lab/workspaces/{path.stem.replace('.', '-')}/tree/{relative}?reset")
-    page.wait_for_function(f"{CURRENT} && {CURRENT}.context && {CURRENT}.context.path === "
-                           f"{relative!r}", timeout=60_000)
+    _wait(page, f"{CURRENT}.context.path === {relative!r}", 60_000)
     page.evaluate(f"async () => {{ await {CURRENT}.context.ready; "
                   f"await {CURRENT}.sessionContext.ready; }}")
 
@@ -62,16 +68,15 @@ def _open(page: Any, lab_url: str, path: Path) -> None:
 def _run_all(page: Any) -> None:
     page.evaluate("async () => { await window.jupyterapp.commands.execute("
                   "'notebook:run-all-cells'); }")
-    page.wait_for_function(f"{CURRENT}.sessionContext.session.kernel.status === 'idle'",
-                           timeout=600_000)
+    _wait(page, f"{CURRENT}.sessionContext.session.kernel.status === 'idle'", 600_000)
 
 
 def _wait_for_redraw(page: Any, element: Any, before: str | None, what: str) -> None:
     page.wait_for_function(
         f"([element, before]) => ({FIGURE_JS})(element) !== before", arg=[element, before],
         timeout=REDRAW_TIMEOUT_MS, polling=50)
-    page.wait_for_function(f"{CURRENT}.sessionContext.session.kernel.status === 'idle'",
-                           timeout=REDRAW_TIMEOUT_MS)
+    _wait(page, f"{CURRENT}.sessionContext.session.kernel.status === 'idle'",
+          REDRAW_TIMEOUT_MS)
     errors = page.evaluate(ERRORS_JS)
     assert not errors, f"{what}: {errors}"
 
