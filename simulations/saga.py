@@ -267,6 +267,7 @@ class _CrashingLog(DecisionLog):
     def __init__(self, inner: DecisionLog, crash: bool) -> None:
         self.inner = inner
         self.crash = crash
+        self.clock = inner.clock
 
     def begin(self, txid: str, participants: tuple[str, ...]) -> None:
         self.inner.begin(txid, participants)

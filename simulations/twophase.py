@@ -57,10 +57,8 @@ from patterns.consistency.saga import (
 )
 from patterns.consistency.twophase import (
     Decision,
-    DecisionLog,
     InMemoryDecisionLog,
     LockingParticipant,
-    PendingTransaction,
     TwoPhaseCoordinator,
 )
 from patterns.resilience.backoff import ConstantBackoff
@@ -70,6 +68,7 @@ from simulations.kit.plotting import color, label, styled, subplots
 from simulations.kit.rng import RandomStreams
 from simulations.kit.tables import format_table
 from simulations.kit.widgets import Explorer, float_slider
+from simulations.saga import _Crash, _CrashingLog  # the same crash after the decision
 
 __all__ = [
     "ContentionResult",
@@ -89,36 +88,6 @@ WORK = 0.3
 
 
 # ============================================================================ plumbing
-
-
-class _Crash(BaseException):
-    """The coordinator process dies (not an Exception: nothing catches it)."""
-
-
-class _CrashingLog(DecisionLog):
-    """Wraps a log: once the decision is durable, the coordinator may crash."""
-
-    def __init__(self, inner: DecisionLog, crash: bool) -> None:
-        self.inner = inner
-        self.crash = crash
-        self.clock = inner.clock
-
-    def begin(self, txid: str, participants: tuple[str, ...]) -> None:
-        self.inner.begin(txid, participants)
-
-    def decide(self, txid: str, decision: Decision) -> None:
-        self.inner.decide(txid, decision)
-        if self.crash:
-            raise _Crash
-
-    def decision(self, txid: str) -> Decision | None:
-        return self.inner.decision(txid)
-
-    def finish(self, txid: str) -> None:
-        self.inner.finish(txid)
-
-    def pending(self) -> list[PendingTransaction]:
-        return self.inner.pending()
 
 
 class _Payments(LockingParticipant):
