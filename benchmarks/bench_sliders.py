@@ -1,14 +1,16 @@
-"""How long a slider move takes to answer in the notebooks.
+"""Where a slider move's time goes in the kernel: the model and figure, then the drawing.
 
     python benchmarks/bench_sliders.py
 
+The kernel's side of what ``benchmarks/bench_browser_sliders.py`` measures in a browser
+(which adds the messages, the transfer and the browser's decoding, about 40 ms here).
 For each explorer, every slider is moved to its lowest, default and highest value (the
-others at their defaults), three times each, and the redraw is timed as a learner
-experiences it: the model runs, the figure is drawn, and the figure is rendered to PNG
-as the notebook's inline backend does, with the garbage collector paused as
-``Explorer.redraw`` pauses it.
-Prints, per explorer, the median over its moves and the worst move (each move's time is
-the median of its three redraws); the target is under 0.5 s for every move. Options an
+others at their defaults), three times each, and the redraw is timed as
+``Explorer.redraw`` does it, with the garbage collector paused: the draw function (the
+model run and the building of the figure), then ``render_png`` (layout, drawing, PNG
+encoding). Prints, per explorer, the median over its moves and the worst move (each
+move's time is the median of its three redraws), and the median split between the model
+and figure and the rendering. Options an
 explorer declares as ``large_runs`` (a 10,000-node run one click away) are timed once
 each and listed apart: they are meant to take seconds.
 """
@@ -32,25 +34,35 @@ from simulations.crdt import lww_skew_explorer, partition_explorer
 from simulations.eventsourcing import concurrent_writers_explorer, publish_crash_explorer
 from simulations.gossip import convergence_explorer, rumour_explorer
 from simulations.idempotency import crash_explorer, idempotency_explorer
-from simulations.kit.widgets import Explorer, paused_gc
+from simulations.kit.widgets import Explorer, paused_gc, render_png
 from simulations.lock import pause_explorer
 from simulations.pipeline import batching_explorer, line_explorer
+from simulations.primer import (
+    epidemic_explorer,
+    erlang_b_explorer,
+    mm1_explorer,
+    poisson_explorer,
+    pooling_explorer,
+)
 from simulations.ratelimit import instances_explorer, limiter_explorer
 from simulations.reactive import compare_explorer, flow_explorer
 from simulations.retry import amplification_explorer, contention_explorer
 from simulations.saga import saga_explorer
 from simulations.timeout import overload_explorer
+from simulations.twophase import twophase_explorer
 
-TARGET_SECONDS = 0.5
+TARGET_SECONDS = 0.2  # in the kernel: the browser adds about 40 ms to reach 250 ms
 REPEATS = 3
 
 
-def time_redraw(draw: Callable[..., Figure], values: dict[str, Any]) -> float:
-    started = time.perf_counter()
+def time_redraw(draw: Callable[..., Figure], values: dict[str, Any]) -> tuple[float, float]:
+    """The seconds of the draw function (model and figure) and of the rendering."""
     with paused_gc():  # as Explorer.redraw does
+        started = time.perf_counter()
         figure = draw(**values)
-        figure.savefig(io.BytesIO(), format="png", bbox_inches="tight")
-    return time.perf_counter() - started
+        built = time.perf_counter()
+        render_png(figure)
+        return built - started, time.perf_counter() - built
 
 
 def settings(explorer: Explorer, *, large: bool = False) -> list[dict[str, Any]]:
@@ -71,8 +83,9 @@ def settings(explorer: Explorer, *, large: bool = False) -> list[dict[str, Any]]
 
 
 def main() -> int:
-    print("| explorer | moves | median (s) | worst (s) | worst setting |")
-    print("|---|---:|---:|---:|---|")
+    print("| explorer | moves | median (s) | model and figure | rendering | worst (s) "
+          "| worst setting |")
+    print("|---|---:|---:|---:|---:|---:|---|")
     worst_overall = 0.0
     with redirect_stdout(io.StringIO()):
         explorers = {"pipeline line (1.1)": line_explorer(),
@@ -93,21 +106,31 @@ def main() -> int:
                      "instances (4.5)": instances_explorer(),
                      "lock pause (5.1)": pause_explorer(),
                      "saga (5.2)": saga_explorer(),
+                     "2PC (5.2)": twophase_explorer(),
                      "writers (5.3)": concurrent_writers_explorer(),
                      "staleness (5.4)": staleness_explorer(),
                      "publish crash (5.3)": publish_crash_explorer(),
                      "idempotency (5.5)": idempotency_explorer(),
-                     "effect crash (5.5)": crash_explorer()}
+                     "effect crash (5.5)": crash_explorer(),
+                     "Poisson (primer)": poisson_explorer(),
+                     "M/M/1 (primer)": mm1_explorer(),
+                     "pooling (primer)": pooling_explorer(),
+                     "Erlang B (primer)": erlang_b_explorer(),
+                     "epidemic (primer)": epidemic_explorer()}
     for name, explorer in explorers.items():
         timings = []
         for values in settings(explorer):
             # each move three times: its median, so that one stray pause does not decide
             runs = [time_redraw(explorer.draw_function, values) for _ in range(REPEATS)]
-            timings.append((statistics.median(runs), values))
-        seconds = [t for t, _ in timings]
-        worst, worst_values = max(timings, key=lambda item: item[0])
+            total = statistics.median(sum(run) for run in runs)
+            timings.append((total, statistics.median(b for b, _ in runs),
+                            statistics.median(r for _, r in runs), values))
+        seconds = [t[0] for t in timings]
+        worst, _, _, worst_values = max(timings, key=lambda item: item[0])
         changed = {k: v for k, v in worst_values.items() if v != explorer.values()[k]}
-        print(f"| {name} | {len(seconds)} | {statistics.median(seconds):.3f} | {worst:.3f} | "
+        print(f"| {name} | {len(seconds)} | {statistics.median(seconds):.3f} | "
+              f"{statistics.median(t[1] for t in timings):.3f} | "
+              f"{statistics.median(t[2] for t in timings):.3f} | {worst:.3f} | "
               f"{changed or 'defaults'} |")
         worst_overall = max(worst_overall, worst)
     large = [(name, explorer, values) for name, explorer in explorers.items()
@@ -118,9 +141,10 @@ def main() -> int:
         print("|---|---|---:|")
         for name, explorer, values in large:
             changed = {k: v for k, v in values.items() if v != explorer.values()[k]}
-            print(f"| {name} | {changed} | {time_redraw(explorer.draw_function, values):.2f} |")
-    verdict = "held" if worst_overall < TARGET_SECONDS else "NOT held"
-    print(f"\nTarget: every move under {TARGET_SECONDS} s: {verdict} (worst {worst_overall:.3f} s)")
+            seconds = sum(time_redraw(explorer.draw_function, values))
+            print(f"| {name} | {changed} | {seconds:.2f} |")
+    print(f"\nWorst move {worst_overall:.3f} s (a move's median in the kernel within "
+          f"{TARGET_SECONDS} s answers within 250 ms in the browser)")
     return 0
 
 

@@ -33,6 +33,7 @@ calls the inner stage item by item, and drops every result when one item fails).
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import random
 from collections.abc import Callable, Generator, Sequence
@@ -447,7 +448,7 @@ def plot_capacity(ax: Axes, stages: Sequence[StageSpec], batch_sizes: Sequence[i
                  ylabel="max throughput (items/s)")
 
 
-def plot_latency_by_batch(ax: Axes, runs: dict[str, list[LineResult]]) -> Axes:
+def plot_latency_by_batch(ax: Axes, runs: dict[str, Sequence[LineResult]]) -> Axes:
     """Mean (solid) and p95 (dashed) latency against batch size, one colour per run set.
 
     A run whose arrival rate reaches the line's capacity is overloaded: its queue grows
@@ -672,17 +673,25 @@ def draw_batching(
 ) -> Figure:
     """Capacity (theory) and simulated latency against batch size, for the explorer."""
     line = example_line(setup_ms=setup_ms)
-    # about 500 items per run: enough for a mean and a p95, fast enough for a slider
-    horizon = min(100.0, max(4.0, 500 / arrival_rate))
-    runs = {"no max_wait": sweep_batch_size(BATCH_SIZES, arrival_rate, stages=line,
-                                            horizon=horizon, seed=seed),
-            f"max_wait {max_wait_ms:g} ms": sweep_batch_size(
-                BATCH_SIZES, arrival_rate, stages=line, max_wait=max_wait_ms / 1000,
-                horizon=horizon, seed=seed)}
+    runs = {"no max_wait": _explorer_sweep(arrival_rate, setup_ms, math.inf, seed),
+            f"max_wait {max_wait_ms:g} ms": _explorer_sweep(arrival_rate, setup_ms,
+                                                            max_wait_ms / 1000, seed)}
     fig, (left, right) = subplots(1, 2, width=10, height=4.2)
     plot_capacity(left, line, BATCH_SIZES, arrival_rate=arrival_rate)
     plot_latency_by_batch(right, runs)
     return fig
+
+
+@functools.lru_cache(maxsize=64)
+def _explorer_sweep(arrival_rate: float, setup_ms: float, max_wait: float,
+                    seed: int) -> tuple[LineResult, ...]:
+    """One sweep of the batching explorer, kept: the runs without a max wait do not depend
+    on the max-wait slider, and a learner often moves a slider back to where it was."""
+    # about 500 items per run: enough for a mean and a p95, fast enough for a slider
+    horizon = min(100.0, max(4.0, 500 / arrival_rate))
+    return tuple(sweep_batch_size(BATCH_SIZES, arrival_rate,
+                                  stages=example_line(setup_ms=setup_ms), max_wait=max_wait,
+                                  horizon=horizon, seed=seed))
 
 
 def batching_explorer() -> Explorer:

@@ -74,6 +74,21 @@ def test_an_explorer_becomes_its_controls_and_its_figure() -> None:
     assert all(render_site.WIDGET_VIEW not in o.get("data", {}) for o in notebook.cells[0].outputs)
 
 
+def test_an_explorer_image_widget_becomes_its_picture() -> None:
+    png = base64.b64encode(b"\x89PNG...").decode()
+    models = {
+        "box": _model("VBoxModel", children=["IPY_MODEL_rate", "IPY_MODEL_image"]),
+        "rate": _model("FloatSliderModel", description="rate", value=0.5),
+        "image": {**_model("ImageModel", format="png"),
+                  "buffers": [{"path": ["value"], "data": png, "encoding": "base64"}]},
+    }
+    controls, figure = render_site.static_explorer("box", models) or []
+    assert "<b>rate</b> 0.5" in controls.data["text/html"]
+    assert figure.data["image/png"] == png
+    empty = {**models, "image": _model("ImageModel", format="png")}
+    assert len(render_site.static_explorer("box", empty) or []) == 1  # no picture, no output
+
+
 def test_pages_mirror_the_notebooks_folder(tmp_path: Path) -> None:
     assert render_site.page_path(SECTION, tmp_path) == (
         tmp_path / "04-fault-tolerance" / "4.2-circuit-breaker.html")

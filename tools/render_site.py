@@ -13,11 +13,12 @@ place); everything else is in the page.
 
 What a static page needs that a notebook does not:
 
-* **Explorers at their default setting.** An explorer (``simulations.kit.widgets.Explorer``
-  or an ipywidgets ``interactive``) draws its figure into an ``Output`` widget, which a
-  static page cannot show: the cell's output is only a reference to a widget model. The
-  kernel's widget state, which nbclient records while executing, holds the models: the
-  controls' values and the outputs of each ``Output`` widget. Each widget output is
+* **Explorers at their default setting.** An explorer (``simulations.kit.widgets.Explorer``)
+  shows its figure in an ``Image`` widget, and an ipywidgets ``interactive`` draws into an
+  ``Output`` widget; a static page can show neither: the cell's output is only a reference
+  to a widget model. The kernel's widget state, which nbclient records while executing,
+  holds the models: the controls' values, each image's bytes and the outputs of each
+  ``Output`` widget. Each widget output is
   replaced by what it showed: a line with every control at its default value, and the
   figure itself. The widget state is then dropped, so the page loads no widget JavaScript
   and has no dead sliders.
@@ -146,11 +147,22 @@ _CONTROL_MODELS = ("Slider", "ToggleButtons", "Dropdown", "RadioButtons", "Check
                    "BoundedIntText", "BoundedFloatText", "IntText", "FloatText", "Select")
 
 
+def _image(model: Mapping[str, Any]) -> list[NotebookNode]:
+    """An image widget's picture as a display output (empty if it holds none)."""
+    image_format = model.get("state", {}).get("format", "png")
+    for buffer in model.get("buffers", []):
+        if list(buffer.get("path", [])) == ["value"] and buffer.get("encoding") == "base64":
+            return [_display({f"image/{image_format}": buffer["data"],
+                              "text/plain": "<the explorer's figure>"})]
+    return []
+
+
 def static_explorer(model_id: str, models: Mapping[str, Any]) -> list[NotebookNode] | None:
     """Plain outputs showing what the widget ``model_id`` showed when the notebook ran.
 
-    A line with each control at its value, then the outputs of every ``Output`` widget
-    inside it (the explorer's figure). None if the widget state does not hold the model.
+    A line with each control at its value, then the picture of every ``Image`` widget and
+    the outputs of every ``Output`` widget inside it (the explorer's figure). None if the
+    widget state does not hold the model.
     """
     if model_id not in models:
         return None
@@ -161,6 +173,8 @@ def static_explorer(model_id: str, models: Mapping[str, Any]) -> list[NotebookNo
         state = model.get("state", {})
         if name == "OutputModel":
             captured += [_node(output) for output in state.get("outputs", [])]
+        elif name == "ImageModel":  # an Explorer's figure: PNG bytes in a binary buffer
+            captured += _image(model)
         elif any(kind in name for kind in _CONTROL_MODELS):
             value = _control_value(state)
             if value is not None:

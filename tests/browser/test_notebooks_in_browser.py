@@ -4,86 +4,89 @@ For each notebook under ``notebooks/`` (new ones are found without touching this
 open it in a real JupyterLab, run all cells, and check that no cell shows an error and no
 widget failed to display; then move every slider of every explorer to both ends of its
 range and press every option of every row of buttons, and check that the explorer's
-figure is redrawn each time, with no error.
+figure is redrawn each time, with no error, and renders well: one figure per explorer,
+no collapse (layout jump) while it is replaced, nothing wider than the notebook.
 """
 
 from __future__ import annotations
 
-import json
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tools.browser_lab import (
+    BUTTON_ROWS,
+    FIGURE_JS,
+    SLIDER_HANDLES,
+    errors,
+    open_notebook,
+    run_all,
+    shut_down_kernels,
+    wait_idle,
+)
+
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = sorted(p for p in (ROOT / "notebooks").rglob("*.ipynb")
                    if ".ipynb_checkpoints" not in p.parts)
-CURRENT = "window.jupyterapp.shell.currentWidget"
 REDRAW_TIMEOUT_MS = 60_000
 SCREENSHOTS = ROOT / "build" / "screenshots"  # the last view of each notebook, to look at
 
-ERRORS_JS = f"""() => {{
-  const found = [];
-  {CURRENT}.content.widgets.forEach((cell, index) => {{
-    if (cell.model.type !== 'code') return;
-    for (const output of cell.model.outputs.toJSON()) {{
-      if (output.output_type === 'error')
-        found.push(`cell ${{index}}: ${{output.ename}}: ${{output.evalue}}`);
-    }}
-  }});
-  for (const node of document.querySelectorAll('.jp-OutputArea-output')) {{
-    const text = node.textContent || '';
-    if (text.includes('Error displaying widget')
-        || text.includes('Traceback (most recent call last)'))
-      found.push('output: ' + text.slice(0, 300));
-  }}
-  return found;
-}}"""
 
-FIGURE_JS = """(element) => {
-  const explorer = element.closest('.widget-vbox');
-  const image = explorer && explorer.querySelector('.widget-output img');
-  return image ? image.getAttribute('src') : null;
+# Before a move: watch the explorer's box, keeping the lowest height it has while the
+# figure is replaced (a figure removed before the next one is shown makes it collapse, and
+# the page below jumps).
+WATCH_BOX_JS = """(element) => {
+  const box = element.closest('.widget-vbox');
+  const height = box.getBoundingClientRect().height;
+  window.__watch = {box: box, before: height, lowest: height};
+  if (window.__resize) window.__resize.disconnect();
+  window.__resize = new ResizeObserver(() => {
+    const now = box.getBoundingClientRect().height;
+    window.__watch.lowest = Math.min(window.__watch.lowest, now);
+  });
+  window.__resize.observe(box);
 }"""
 
-
-def _wait(page: Any, condition: str, timeout: int) -> None:
-    """Wait until the JavaScript ``condition`` holds; while JupyterLab (re)loads and
-    ``window.jupyterapp`` is not there yet, the condition counts as false."""
-    page.wait_for_function(f"() => {{ try {{ return Boolean({condition}); }} "
-                           "catch (error) { return false; } }", timeout=timeout, polling=100)
-
-
-def _open(page: Any, lab_url: str, path: Path) -> None:
-    relative = path.relative_to(ROOT).as_posix()
-    # A workspace of its own, reset: no notebook of an earlier test is restored, and
-    # JupyterLab does not reload the page to move off a workspace it thinks is in use.
-    page.goto(f"{lab_url}/lab/workspaces/{path.stem.replace('.', '-')}/tree/{relative}?reset")
-    _wait(page, f"{CURRENT}.context.path === {relative!r}", 60_000)
-    page.evaluate(f"async () => {{ await {CURRENT}.context.ready; "
-                  f"await {CURRENT}.sessionContext.ready; }}")
-
-
-def _run_all(page: Any) -> None:
-    page.evaluate("async () => { await window.jupyterapp.commands.execute("
-                  "'notebook:run-all-cells'); }")
-    _wait(page, f"{CURRENT}.sessionContext.session.kernel.status === 'idle'", 600_000)
+# After a move: how the explorer renders. One figure (not a second one added below the
+# first), no collapse while it was replaced, nothing wider than the notebook, figures at
+# most 1,000 px wide (10 inches at the course's 100 dpi: a laptop screen's notebook).
+RENDER_PROBLEMS_JS = """() => {
+  const watch = window.__watch;
+  const box = watch.box;
+  const after = box.getBoundingClientRect().height;
+  const problems = [];
+  const figures = box.querySelectorAll('img.widget-image, .widget-output img');
+  if (figures.length !== 1) problems.push(`${figures.length} figures in one explorer`);
+  if (watch.lowest < Math.min(watch.before, after) - 1)
+    problems.push(`the explorer shrank to ${watch.lowest} px while its figure was replaced`
+                  + ` (${watch.before} px before, ${after} px after)`);
+  if (box.scrollWidth > box.clientWidth + 1)
+    problems.push(`the explorer overflows: ${box.scrollWidth} px in ${box.clientWidth} px`);
+  const right = box.getBoundingClientRect().right;
+  for (const figure of figures) {
+    if (figure.naturalWidth > 1000) problems.push(`a figure ${figure.naturalWidth} px wide`);
+    if (figure.getBoundingClientRect().right > right + 1)
+      problems.push('a figure reaches past its explorer');
+  }
+  return problems;
+}"""
 
 
 def _wait_for_redraw(page: Any, element: Any, before: str | None, what: str) -> None:
     page.wait_for_function(
         f"([element, before]) => ({FIGURE_JS})(element) !== before", arg=[element, before],
         timeout=REDRAW_TIMEOUT_MS, polling=50)
-    _wait(page, f"{CURRENT}.sessionContext.session.kernel.status === 'idle'",
-          REDRAW_TIMEOUT_MS)
-    errors = page.evaluate(ERRORS_JS)
-    assert not errors, f"{what}: {errors}"
+    wait_idle(page, REDRAW_TIMEOUT_MS)
+    found = errors(page)
+    assert not found, f"{what}: {found}"
+    problems = page.evaluate(RENDER_PROBLEMS_JS)
+    assert not problems, f"{what}: {problems}"
 
 
 def _move_sliders(page: Any) -> int:
     moves = 0
-    handles = page.locator(".widget-vbox .widget-hslider .noUi-handle")
+    handles = page.locator(SLIDER_HANDLES)
     for index in range(handles.count()):
         handle = handles.nth(index)
         handle.scroll_into_view_if_needed()
@@ -92,6 +95,7 @@ def _move_sliders(page: Any) -> int:
                 continue
             before = handle.evaluate(FIGURE_JS)
             assert before is not None, f"slider {index} has no figure under it"
+            handle.evaluate(WATCH_BOX_JS)
             handle.focus()
             handle.press(key)
             _wait_for_redraw(page, handle.element_handle(), before, f"slider {index} {key}")
@@ -101,7 +105,7 @@ def _move_sliders(page: Any) -> int:
 
 def _press_buttons(page: Any) -> int:
     presses = 0
-    rows = page.locator(".widget-vbox .widget-toggle-buttons")
+    rows = page.locator(BUTTON_ROWS)
     for row_index in range(rows.count()):
         buttons = rows.nth(row_index).locator("button")
         for index in range(buttons.count()):
@@ -110,22 +114,12 @@ def _press_buttons(page: Any) -> int:
                 continue
             button.scroll_into_view_if_needed()
             before = button.evaluate(FIGURE_JS)
+            button.evaluate(WATCH_BOX_JS)
             button.click()
             _wait_for_redraw(page, button.element_handle(), before,
                              f"buttons {row_index} option {index}")
             presses += 1
     return presses
-
-
-def _shut_down_kernels(lab_url: str) -> None:
-    """Stop every kernel of the server, so that one notebook's kernel does not run on
-    (and take memory) while the next is tested."""
-    with urllib.request.urlopen(f"{lab_url}/api/kernels", timeout=10) as response:
-        kernels = json.load(response)
-    for kernel in kernels:
-        request = urllib.request.Request(f"{lab_url}/api/kernels/{kernel['id']}",
-                                         method="DELETE")
-        urllib.request.urlopen(request, timeout=30).close()
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
@@ -134,11 +128,11 @@ def test_notebook_runs_and_every_control_redraws(browser: Any, lab_url: str,
     stored = path.read_bytes()
     page = browser.new_page(viewport={"width": 1366, "height": 900})
     try:
-        _open(page, lab_url, path)
-        _run_all(page)
-        errors = page.evaluate(ERRORS_JS)
-        assert not errors, f"after run all: {errors}"
-        sliders = page.locator(".widget-vbox .widget-hslider .noUi-handle").count()
+        open_notebook(page, lab_url, path.relative_to(ROOT).as_posix())
+        run_all(page)
+        found = errors(page)
+        assert not found, f"after run all: {found}"
+        sliders = page.locator(SLIDER_HANDLES).count()
         moves = _move_sliders(page)
         assert moves >= sliders, f"{sliders} sliders but only {moves} moves"
         _press_buttons(page)
@@ -146,5 +140,5 @@ def test_notebook_runs_and_every_control_redraws(browser: Any, lab_url: str,
         page.screenshot(path=str(SCREENSHOTS / f"{path.stem}.png"), full_page=False)
     finally:
         page.close()
-        _shut_down_kernels(lab_url)
+        shut_down_kernels(lab_url)
     assert path.read_bytes() == stored, "the test saved the notebook (autosave?)"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from matplotlib.figure import Figure
 
 from simulations.kit.plotting import subplots
@@ -44,8 +45,6 @@ def test_sliders_report_only_on_release() -> None:
 
 
 def test_large_runs_must_name_options_of_a_choice() -> None:
-    import pytest
-
     def draw(size: str, rate: float) -> Figure:
         return subplots()[0]
 
@@ -57,3 +56,92 @@ def test_large_runs_must_name_options_of_a_choice() -> None:
         Explorer(draw, controls, large_runs={"size": ["gigantic"]})
     with pytest.raises(ValueError, match="large_runs"):
         Explorer(draw, controls, large_runs={"rate": [1.0]})
+
+
+def _two_panels(top: float, title: str = "a panel") -> Figure:
+    fig, axes = subplots(1, 2, width=6, height=3)
+    for ax in axes:
+        ax.plot([0, 1], [0, top])
+        ax.set_title(title)
+        ax.set_ylabel("value (units)")
+    fig.suptitle("two panels")
+    return fig
+
+
+def _fresh(fig: Figure) -> bytes:
+    from simulations.kit.widgets import render_png
+
+    return render_png(fig)
+
+
+def test_a_steady_layout_draws_what_a_fresh_layout_draws() -> None:
+    from simulations.kit.widgets import SteadyLayout
+
+    steady = SteadyLayout()
+    first = steady.render(_two_panels(1.0))
+    again = steady.render(_two_panels(1.0))
+    assert steady.layouts == 1  # the second figure kept the first one's layout
+    assert again == first == _fresh(_two_panels(1.0))
+
+
+def test_a_steady_layout_keeps_the_axes_in_place_when_labels_shrink() -> None:
+    from simulations.kit.widgets import SteadyLayout
+
+    steady = SteadyLayout()
+    wide = _two_panels(100_000.0)
+    steady.render(wide)
+    narrow = _two_panels(1.0)
+    steady.render(narrow)
+    assert steady.layouts == 1
+    assert [a.get_position().bounds for a in narrow.axes] == [
+        a.get_position().bounds for a in wide.axes]
+
+
+def test_a_steady_layout_lays_out_again_when_something_grows() -> None:
+    from simulations.kit.widgets import SteadyLayout
+
+    steady = SteadyLayout()
+    steady.render(_two_panels(1.0))
+    wider = _two_panels(100_000.0)  # wider tick labels on the y axes
+    steady.render(wider)
+    assert steady.layouts == 2
+    fresh = _two_panels(100_000.0)
+    _fresh(fresh)
+    for mine, theirs in zip(wider.axes, fresh.axes, strict=True):  # as a fresh layout
+        assert mine.get_position().bounds == pytest.approx(theirs.get_position().bounds,
+                                                           abs=1e-3)
+    longer = _two_panels(100_000.0, title="a panel\nwith a second line")  # a taller title
+    steady.render(longer)
+    assert steady.layouts == 3
+    renderer = longer.canvas.get_renderer()
+    inside = longer.bbox.padded(1)
+    for ax in longer.axes:  # nothing of a laid-out figure leaves the picture
+        box = ax.get_tightbbox(renderer)
+        assert inside.x0 <= box.x0
+        assert box.x1 <= inside.x1
+
+
+def test_a_steady_layout_lays_out_a_figure_of_another_shape() -> None:
+    from simulations.kit.widgets import SteadyLayout
+
+    steady = SteadyLayout()
+    steady.render(_two_panels(1.0))
+    one, ax = subplots(width=6, height=3)
+    ax.plot([0, 1], [0, 1])
+    assert steady.render(one) == _fresh(_one_panel())
+    assert steady.layouts == 2
+
+
+def _one_panel() -> Figure:
+    fig, ax = subplots(width=6, height=3)
+    ax.plot([0, 1], [0, 1])
+    return fig
+
+
+def test_an_explorer_shows_its_figure_as_png_bytes() -> None:
+    explorer = Explorer(lambda n: _two_panels(float(n)), {"n": int_slider("n", 1, 1, 5)})
+    assert explorer.image.format == "png"
+    assert bytes(explorer.image.value).startswith(b"\x89PNG\r\n\x1a\n")
+    first = explorer.image.value
+    explorer.controls["n"].value = 5
+    assert explorer.image.value != first
