@@ -7,8 +7,9 @@ The kernel's side of what ``benchmarks/bench_browser_sliders.py`` measures in a 
 For each explorer, every slider is moved to its lowest, default and highest value (the
 others at their defaults), three times each, and the redraw is timed as
 ``Explorer.redraw`` does it, with the garbage collector paused: the draw function (the
-model run and the building of the figure), then ``render_png`` (layout, drawing, PNG
-encoding). Prints, per explorer, the median over its moves and the worst move (each
+model run and the building of the figure), then the explorer's ``SteadyLayout.render``
+(drawing, PNG encoding, and the layout when the figure's shape or reach changed).
+Prints, per explorer, the median over its moves and the worst move (each
 move's time is the median of its three redraws), and the median split between the model
 and figure and the rendering. Options an
 explorer declares as ``large_runs`` (a 10,000-node run one click away) are timed once
@@ -21,11 +22,8 @@ import io
 import statistics
 import sys
 import time
-from collections.abc import Callable
 from contextlib import redirect_stdout
 from typing import Any
-
-from matplotlib.figure import Figure
 
 from simulations.breaker import breaker_explorer
 from simulations.bulkhead import isolation_explorer, queue_explorer
@@ -34,7 +32,7 @@ from simulations.crdt import lww_skew_explorer, partition_explorer
 from simulations.eventsourcing import concurrent_writers_explorer, publish_crash_explorer
 from simulations.gossip import convergence_explorer, rumour_explorer
 from simulations.idempotency import crash_explorer, idempotency_explorer
-from simulations.kit.widgets import Explorer, paused_gc, render_png
+from simulations.kit.widgets import Explorer, paused_gc
 from simulations.lock import pause_explorer
 from simulations.pipeline import batching_explorer, line_explorer
 from simulations.primer import (
@@ -55,13 +53,14 @@ TARGET_SECONDS = 0.2  # in the kernel: the browser adds about 40 ms to reach 250
 REPEATS = 3
 
 
-def time_redraw(draw: Callable[..., Figure], values: dict[str, Any]) -> tuple[float, float]:
-    """The seconds of the draw function (model and figure) and of the rendering."""
-    with paused_gc():  # as Explorer.redraw does
+def time_redraw(explorer: Explorer, values: dict[str, Any]) -> tuple[float, float]:
+    """The seconds of the draw function (model and figure) and of the rendering, as
+    ``Explorer.redraw`` runs them (its steady layout kept from move to move)."""
+    with paused_gc():
         started = time.perf_counter()
-        figure = draw(**values)
+        figure = explorer.draw_function(**values)
         built = time.perf_counter()
-        render_png(figure)
+        explorer.steady_layout.render(figure)
         return built - started, time.perf_counter() - built
 
 
@@ -121,7 +120,7 @@ def main() -> int:
         timings = []
         for values in settings(explorer):
             # each move three times: its median, so that one stray pause does not decide
-            runs = [time_redraw(explorer.draw_function, values) for _ in range(REPEATS)]
+            runs = [time_redraw(explorer, values) for _ in range(REPEATS)]
             total = statistics.median(sum(run) for run in runs)
             timings.append((total, statistics.median(b for b, _ in runs),
                             statistics.median(r for _, r in runs), values))
@@ -141,7 +140,7 @@ def main() -> int:
         print("|---|---|---:|")
         for name, explorer, values in large:
             changed = {k: v for k, v in values.items() if v != explorer.values()[k]}
-            seconds = sum(time_redraw(explorer.draw_function, values))
+            seconds = sum(time_redraw(explorer, values))
             print(f"| {name} | {changed} | {seconds:.2f} |")
     print(f"\nWorst move {worst_overall:.3f} s (a move's median in the kernel within "
           f"{TARGET_SECONDS} s answers within 250 ms in the browser)")

@@ -145,3 +145,25 @@ def test_an_explorer_shows_its_figure_as_png_bytes() -> None:
     first = explorer.image.value
     explorer.controls["n"].value = 5
     assert explorer.image.value != first
+
+
+def test_the_drawn_reach_is_what_constrained_layout_measures() -> None:
+    from simulations.kit.widgets import _draw, _drawn_reach
+
+    fig, (lines, bars, logs) = subplots(1, 3, width=9, height=3)
+    lines.plot([0, 1, 2], [0, 10_000, 5], label="a line")
+    lines.legend(loc="upper left", bbox_to_anchor=(0.0, 1.3))  # reaching above the axes
+    lines.set_title("lines")
+    lines.set_xlabel("time (s)")
+    bars.bar(["a", "b"], [1.0, 2.5])
+    bars.bar_label(bars.containers[0], labels=["one", "two and a half"])
+    bars.annotate("far note", (1, 2.5), xytext=(40, 30), textcoords="offset points")
+    logs.semilogy([1, 2, 3], [1e-3, 1.0, 1e3])
+    logs.set_ylabel("events (log)")
+    logs.yaxis.tick_right()
+    renderer = _draw(fig).get_renderer()
+    for ax in fig.axes:
+        mine = _drawn_reach(ax, renderer)
+        theirs = ax.get_tightbbox(renderer, for_layout_only=True)
+        assert mine is not None
+        assert mine.extents == pytest.approx(theirs.extents, abs=1.0)
