@@ -335,7 +335,8 @@ def run_blocking(transactions: int = 200, crash_rate: float = 0.1, downtime: flo
             p.stage(txid, "row", tx)
         crash = rng.random() < crash_rate
         log = InMemoryDecisionLog()
-        coordinator = TwoPhaseCoordinator(parts, _CrashingLog(log, crash), clock=clock)
+        coordinator = TwoPhaseCoordinator(parts, _CrashingLog(log, crash), clock=clock,
+                                          prepare_in_threads=False)
         try:
             coordinator.execute(txid)
         except _Crash:

@@ -389,8 +389,10 @@ class _Model:
             self.payments.declined.add(txid)
         yield env.timeout(self.work)
         log = InMemoryDecisionLog(clock=self.clock)
+        # the participants answer at once (in simulated time): no thread per vote
         coordinator = TwoPhaseCoordinator(self.participants, _CrashingLog(log, crash),
-                                          decision_retry=self.send_retry, clock=self.clock)
+                                          decision_retry=self.send_retry, clock=self.clock,
+                                          prepare_in_threads=False)
         blocked: tuple[float, float] | None = None
         prepared = 0
         try:

@@ -147,6 +147,43 @@ def test_prepare_error_counts_as_no(log: DecisionLog) -> None:
     assert result.votes["b"] is None
 
 
+@pytest.mark.parametrize("votes", [(True, True, True), (True, False, True)])
+def test_prepares_in_the_callers_thread_decide_alike(log: DecisionLog,
+                                                     votes: tuple[bool, ...]) -> None:
+    seen: list[str] = []
+
+    class Watched(LockingParticipant):
+        def prepare(self, txid: str) -> bool:
+            seen.append(threading.current_thread().name)
+            return super().prepare(txid)
+
+    parts = [Watched(f"p{i}") for i in range(len(votes))]
+    for part, vote in zip(parts, votes, strict=True):
+        if vote:
+            part.stage("t1", "k", part.name)
+    coordinator = TwoPhaseCoordinator({p.name: p for p in parts}, log, decision_retry=fast(),
+                                      prepare_in_threads=False)
+    result = coordinator.execute("t1")
+    assert seen == [threading.current_thread().name] * len(parts)  # no thread per vote
+    assert result.decision is (Decision.COMMIT if all(votes) else Decision.ABORT)
+    assert result.votes == {p.name: v for p, v in zip(parts, votes, strict=True)}
+    assert result.finished
+
+
+def test_an_inline_prepare_that_raises_counts_as_no(log: DecisionLog) -> None:
+    class Broken(LockingParticipant):
+        def prepare(self, txid: str) -> bool:
+            raise OSError("disk full")
+
+    ok = LockingParticipant("ok")
+    ok.stage("t1", "k", 1)
+    result = TwoPhaseCoordinator({"b": Broken("b"), "ok": ok}, log, decision_retry=fast(),
+                                 prepare_in_threads=False).execute("t1")
+    assert result.decision is Decision.ABORT
+    assert result.votes["b"] is None
+    assert ok.decided("t1") is Decision.ABORT
+
+
 def test_commit_failure_is_retried(log: DecisionLog) -> None:
     class Flaky(LockingParticipant):
         failures = 3
@@ -278,6 +315,8 @@ def test_bad_input_names_parameter_and_value(log: DecisionLog) -> None:
         TwoPhaseCoordinator({"x": object()}, log)  # type: ignore[dict-item]
     with pytest.raises(TypeError, match="log must be a DecisionLog"):
         TwoPhaseCoordinator({"p": p}, None)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="prepare_in_threads must be a bool, got 'no'"):
+        TwoPhaseCoordinator({"p": p}, log, prepare_in_threads="no")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="key must be a non-empty string"):
         p.stage("t", "", 1)
     p.stage("t", "k", 1)
