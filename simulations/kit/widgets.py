@@ -179,6 +179,7 @@ class SteadyLayout:
         self._positions: list[Bbox] = []
         self._reach: list[tuple[Bbox | None, bool]] = []
         self._suptitle: tuple[float, float] | None = None
+        self._canvas: FigureCanvasAgg | None = None
         self.layouts = 0  # figures laid out by their engine (the others kept the layout)
 
     @staticmethod
@@ -207,8 +208,28 @@ class SteadyLayout:
             found.append((title.get_window_extent(renderer), True))
         return found
 
+    def _draw(self, figure: Figure) -> FigureCanvasAgg:
+        """Draw on one canvas kept from figure to figure: its renderer, and with it
+        matplotlib's cache of text sizes (tick labels, titles), is reused while the
+        figure's size stays the same."""
+        canvas = self._canvas
+        if canvas is None:
+            canvas = self._canvas = FigureCanvasAgg(figure)
+        else:
+            canvas.figure = figure
+            figure.set_canvas(canvas)
+        canvas.draw()
+        return canvas
+
+    def _finish(self, figure: Figure, canvas: FigureCanvasAgg) -> bytes:
+        """The PNG; then the figure gets a canvas of its own again, so that saving it
+        later (``explorer.last_figure.savefig``) draws this figure, not the next one."""
+        encoded = _encode(canvas)
+        FigureCanvasAgg(figure)
+        return encoded
+
     def _lay_out(self, figure: Figure, shape: tuple[Any, ...]) -> FigureCanvasAgg:
-        canvas = _draw(figure)
+        canvas = self._draw(figure)
         self._shape = shape
         self._positions = [axes.get_position(original=True) for axes in figure.axes]
         self._reach = self._extents(figure, canvas.get_renderer())
@@ -233,11 +254,11 @@ class SteadyLayout:
         """The figure as PNG bytes (drawn as :func:`render_png` draws), in the steady
         layout when it fits."""
         engine = figure.get_layout_engine()
-        if engine is None:
-            return render_png(figure)
+        if engine is None:  # laid out by its maker
+            return self._finish(figure, self._draw(figure))
         shape = self._shape_of(figure)
         if shape != self._shape:
-            return _encode(self._lay_out(figure, shape))
+            return self._finish(figure, self._lay_out(figure, shape))
         figure.set_layout_engine("none")
         in_layout = [axes.get_in_layout() for axes in figure.axes]
         for axes, position in zip(figure.axes, self._positions, strict=True):
@@ -245,13 +266,13 @@ class SteadyLayout:
         title = _suptitle(figure)
         if self._suptitle is not None and title is not None:
             title.set_position(self._suptitle)
-        canvas = _draw(figure)
+        canvas = self._draw(figure)
         if self._fits(figure, canvas):
-            return _encode(canvas)
+            return self._finish(figure, canvas)
         figure.set_layout_engine(engine)
         for axes, was_in_layout in zip(figure.axes, in_layout, strict=True):
             axes.set_in_layout(was_in_layout)
-        return _encode(self._lay_out(figure, shape))
+        return self._finish(figure, self._lay_out(figure, shape))
 
 
 class Explorer(widgets.VBox):  # type: ignore[misc]

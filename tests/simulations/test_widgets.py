@@ -167,3 +167,16 @@ def test_the_drawn_reach_is_what_constrained_layout_measures() -> None:
         theirs = ax.get_tightbbox(renderer, for_layout_only=True)
         assert mine is not None
         assert mine.extents == pytest.approx(theirs.extents, abs=1.0)
+
+
+def test_a_figure_drawn_on_the_shared_canvas_still_saves_itself() -> None:
+    from simulations.kit.widgets import SteadyLayout, _encode
+
+    steady = SteadyLayout()
+    first, second, third = _two_panels(1.0), _two_panels(2.0), _two_panels(3.0)
+    steady.render(first)
+    shown = steady.render(second)  # in the kept layout
+    steady.render(third)
+    assert second.canvas is not third.canvas
+    second.canvas.draw()
+    assert _encode(second.canvas) == shown  # the second figure, as it was shown
