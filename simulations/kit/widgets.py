@@ -23,7 +23,13 @@ from matplotlib.text import Text
 from matplotlib.transforms import Bbox
 
 _STYLE = {"description_width": "initial"}
-_LAYOUT = widgets.Layout(width="320px")
+
+
+def _slider_layout(description: str) -> widgets.Layout:
+    """Wide enough for the label and a usable track: a long label in a fixed width would
+    squeeze the track to nothing (about 7 px a character of label, 190 px of track and
+    readout, 320 px at least)."""
+    return widgets.Layout(width=f"{max(320, 7 * len(description) + 190)}px")
 
 
 def int_slider(
@@ -31,7 +37,8 @@ def int_slider(
 ) -> widgets.IntSlider:
     """An integer slider that reports only when released."""
     return widgets.IntSlider(value=value, min=low, max=high, step=step, description=description,
-                             continuous_update=False, style=_STYLE, layout=_LAYOUT)
+                             continuous_update=False, style=_STYLE,
+                             layout=_slider_layout(description))
 
 
 def float_slider(
@@ -45,7 +52,7 @@ def float_slider(
     """A float slider that reports only when released."""
     return widgets.FloatSlider(value=value, min=low, max=high, step=step, description=description,
                                continuous_update=False, readout_format=readout_format,
-                               style=_STYLE, layout=_LAYOUT)
+                               style=_STYLE, layout=_slider_layout(description))
 
 
 def log_slider(
@@ -55,15 +62,17 @@ def log_slider(
     """A slider over ``10**low_exponent .. 10**high_exponent`` on a log scale."""
     return widgets.FloatLogSlider(value=value, base=10, min=low_exponent, max=high_exponent,
                                   step=step, description=description, continuous_update=False,
-                                  readout_format=readout_format, style=_STYLE, layout=_LAYOUT)
+                                  readout_format=readout_format, style=_STYLE,
+                                  layout=_slider_layout(description))
 
 
 def choice(
     description: str, options: Sequence[str], value: str | None = None
 ) -> widgets.ToggleButtons:
-    """A row of buttons to pick one option."""
+    """A row of buttons to pick one option (each as wide as its label: none is cut)."""
     return widgets.ToggleButtons(options=list(options), value=value or options[0],
-                                 description=description, style=_STYLE)
+                                 description=description,
+                                 style={**_STYLE, "button_width": "auto"})
 
 
 @contextmanager
@@ -116,7 +125,7 @@ def _suptitle(figure: Figure) -> Text | None:
     return title
 
 
-def _drawn_reach(axes: Axes, renderer: Any) -> Bbox | None:
+def _drawn_reach(axes: Axes, renderer: Any, *, update_ticks: bool = False) -> Bbox | None:
     """How far an axes that was just drawn reaches, in pixels: its frame, the tick labels
     inside its view, axis labels and offsets, titles, legend and texts.
 
@@ -124,6 +133,9 @@ def _drawn_reach(axes: Axes, renderer: Any) -> Bbox | None:
     layout, read off the drawn artists instead of computing the ticks and title positions
     again (that costs as much as a quarter of the drawing). Like the layout, it counts
     only the height of titles and axis labels along the axes (their width is free).
+    With ``update_ticks`` it can be asked before a draw: the ticks are placed and
+    labelled first (what the draw would do); the axis labels, which the draw places
+    beside the tick labels, are then left out (the check after the draw counts them).
     """
     if not axes.get_visible():
         return None
@@ -132,6 +144,9 @@ def _drawn_reach(axes: Axes, renderer: Any) -> Bbox | None:
     for axis, along_x in ((axes.xaxis, True), (axes.yaxis, False)):
         if not axis.get_visible():
             continue
+        if update_ticks:  # (these place and label the ticks as a draw does)
+            axis.get_majorticklabels()
+            axis.get_minorticklabels()
         low, high = sorted(axis.get_view_interval())
         slack = (high - low) * 1e-9
         for tick in [*axis.majorTicks, *axis.minorTicks]:
@@ -139,7 +154,7 @@ def _drawn_reach(axes: Axes, renderer: Any) -> Bbox | None:
                 continue
             boxes += [label.get_window_extent(renderer) for label in (tick.label1, tick.label2)
                       if label.get_visible() and label.get_text()]
-        for text in (axis.label, axis.offsetText):
+        for text in () if update_ticks else (axis.label, axis.offsetText):
             if text.get_visible() and text.get_text():
                 box = text.get_window_extent(renderer)
                 # a label along the axes may be wider than it: only its depth counts
@@ -197,27 +212,33 @@ class SteadyLayout:
                 tuple(grids), _suptitle(figure) is not None, len(figure.legends))
 
     @staticmethod
-    def _extents(figure: Figure, renderer: Any) -> list[tuple[Bbox | None, bool]]:
+    def _extents(figure: Figure, renderer: Any, *, update_ticks: bool = False,
+                 ) -> list[tuple[Bbox | None, bool]]:
         """What the layout must make room for, each with whether only its height counts
         (a centred figure title may grow sideways freely)."""
         found: list[tuple[Bbox | None, bool]] = [
-            (_drawn_reach(axes, renderer), False) for axes in figure.axes]
+            (_drawn_reach(axes, renderer, update_ticks=update_ticks), False)
+            for axes in figure.axes]
         found += [(legend.get_window_extent(renderer), False) for legend in figure.legends]
         title = _suptitle(figure)
         if title is not None:
             found.append((title.get_window_extent(renderer), True))
         return found
 
-    def _draw(self, figure: Figure) -> FigureCanvasAgg:
-        """Draw on one canvas kept from figure to figure: its renderer, and with it
-        matplotlib's cache of text sizes (tick labels, titles), is reused while the
-        figure's size stays the same."""
+    def _attach(self, figure: Figure) -> FigureCanvasAgg:
+        """The one canvas kept from figure to figure, now showing ``figure``: its renderer,
+        and with it matplotlib's cache of text sizes (tick labels, titles), is reused
+        while the figure's size stays the same."""
         canvas = self._canvas
         if canvas is None:
             canvas = self._canvas = FigureCanvasAgg(figure)
         else:
             canvas.figure = figure
             figure.set_canvas(canvas)
+        return canvas
+
+    def _draw(self, figure: Figure) -> FigureCanvasAgg:
+        canvas = self._attach(figure)
         canvas.draw()
         return canvas
 
@@ -238,9 +259,8 @@ class SteadyLayout:
         self.layouts += 1
         return canvas
 
-    def _fits(self, figure: Figure, canvas: FigureCanvasAgg) -> bool:
+    def _fits(self, now: list[tuple[Bbox | None, bool]]) -> bool:
         slack = self.TOLERANCE_PX
-        now = self._extents(figure, canvas.get_renderer())
         for (box, _), (reach, height_only) in zip(now, self._reach, strict=True):
             if box is None or reach is None:
                 continue
@@ -266,9 +286,15 @@ class SteadyLayout:
         title = _suptitle(figure)
         if self._suptitle is not None and title is not None:
             title.set_position(self._suptitle)
-        canvas = self._draw(figure)
-        if self._fits(figure, canvas):
-            return self._finish(figure, canvas)
+        # Asked before drawing (ticks placed and labelled, text sizes mostly cached), so
+        # that a figure which will not fit is laid out without a wasted draw; asked again
+        # after the draw, from what was drawn.
+        canvas = self._attach(figure)
+        renderer = canvas.get_renderer()
+        if self._fits(self._extents(figure, renderer, update_ticks=True)):
+            canvas.draw()
+            if self._fits(self._extents(figure, renderer)):
+                return self._finish(figure, canvas)
         figure.set_layout_engine(engine)
         for axes, was_in_layout in zip(figure.axes, in_layout, strict=True):
             axes.set_in_layout(was_in_layout)
@@ -314,7 +340,9 @@ class Explorer(widgets.VBox):  # type: ignore[misc]
         self.last_figure: Figure | None = None
         self.steady_layout = SteadyLayout()
         items = list(self.controls.values())
-        rows = [widgets.HBox(items[i:i + columns]) for i in range(0, len(items), columns)]
+        # rows wrap in a narrow window rather than overflow it
+        rows = [widgets.HBox(items[i:i + columns], layout=widgets.Layout(flex_flow="row wrap"))
+                for i in range(0, len(items), columns)]
         super().__init__([*rows, self.image, self.status])
         for control in items:
             control.observe(self._on_change, names="value")

@@ -50,7 +50,9 @@ WATCH_BOX_JS = """(element) => {
 
 # After a move: how the explorer renders. One figure (not a second one added below the
 # first), no collapse while it was replaced, nothing wider than the notebook, figures at
-# most 1,000 px wide (10 inches at the course's 100 dpi: a laptop screen's notebook).
+# most 1,000 px wide (10 inches at the course's 100 dpi: a laptop screen's notebook),
+# every slider with a track to drag (a long label must not squeeze it away), every
+# button's label whole.
 RENDER_PROBLEMS_JS = """() => {
   const watch = window.__watch;
   const box = watch.box;
@@ -68,6 +70,17 @@ RENDER_PROBLEMS_JS = """() => {
     if (figure.naturalWidth > 1000) problems.push(`a figure ${figure.naturalWidth} px wide`);
     if (figure.getBoundingClientRect().right > right + 1)
       problems.push('a figure reaches past its explorer');
+  }
+  for (const slider of box.querySelectorAll('.widget-hslider')) {
+    const track = slider.querySelector('.slider-container');
+    const width = track ? track.getBoundingClientRect().width : 0;
+    if (width < 100)
+      problems.push(`the slider "${slider.textContent.trim().slice(0, 60)}" has a track of `
+                    + `${Math.round(width)} px`);
+  }
+  for (const button of box.querySelectorAll('.widget-toggle-buttons button')) {
+    if (button.scrollWidth > button.clientWidth + 1)
+      problems.push(`the button "${button.textContent.trim()}" does not show its whole label`);
   }
   return problems;
 }"""
