@@ -27,9 +27,9 @@ _STYLE = {"description_width": "initial"}
 
 def _slider_layout(description: str) -> widgets.Layout:
     """Wide enough for the label and a usable track: a long label in a fixed width would
-    squeeze the track to nothing (about 7 px a character of label, 190 px of track and
-    readout, 320 px at least)."""
-    return widgets.Layout(width=f"{max(320, 7 * len(description) + 190)}px")
+    squeeze the track to nothing (about 8 px a character of label, 220 px of track and
+    readout, 340 px at least)."""
+    return widgets.Layout(width=f"{max(340, 8 * len(description) + 220)}px")
 
 
 def int_slider(
