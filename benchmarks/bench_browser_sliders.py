@@ -48,6 +48,7 @@ sys.path.insert(0, str(ROOT))
 
 from tools.browser_lab import (  # noqa: E402
     CHROMIUM_ARGS,
+    FIGURE_JS,
     SLIDER_HANDLES,
     chromium_path,
     errors,
@@ -106,14 +107,6 @@ WATCH_JS = """() => {
   }, true);
 }"""
 
-FIGURE_SRC_JS = """(element) => {
-  const box = element.closest('.widget-vbox');
-  const image = box && (box.querySelector('img.widget-image')
-                        || box.querySelector('.widget-output img'));
-  return image ? image.getAttribute('src') : null;
-}"""
-
-
 @dataclass
 class SliderTiming:
     notebook: str
@@ -168,14 +161,14 @@ KERNEL_SECONDS_JS = """(element) => {
 def _move(page: Any, handle: Any, key: str) -> float | None:
     """Press ``key`` on ``handle``; the settled time in ms, or None if the figure did not
     change (the value or the picture stayed the same)."""
-    before = handle.evaluate(FIGURE_SRC_JS)
+    before = handle.evaluate(FIGURE_JS)
     value = handle.get_attribute("aria-valuenow")
     handle.focus()
     handle.press(key)
     if handle.get_attribute("aria-valuenow") == value:
         return None
     try:
-        page.wait_for_function(f"([element, before]) => ({FIGURE_SRC_JS})(element) !== before",
+        page.wait_for_function(f"([element, before]) => ({FIGURE_JS})(element) !== before",
                                arg=[handle.element_handle(), before],
                                timeout=REDRAW_TIMEOUT_MS, polling=20)
     except Exception:  # Playwright's TimeoutError: the picture stayed the same
