@@ -279,8 +279,8 @@ class SteadyLayout:
         shape = self._shape_of(figure)
         if shape != self._shape:
             return self._finish(figure, self._lay_out(figure, shape))
-        figure.set_layout_engine("none")
         in_layout = [axes.get_in_layout() for axes in figure.axes]
+        figure.set_layout_engine("none")
         for axes, position in zip(figure.axes, self._positions, strict=True):
             axes.set_position(position, which="both")  # (this takes it out of any layout)
         title = _suptitle(figure)
@@ -291,13 +291,17 @@ class SteadyLayout:
         # after the draw, from what was drawn.
         canvas = self._attach(figure)
         renderer = canvas.get_renderer()
-        if self._fits(self._extents(figure, renderer, update_ticks=True)):
+        kept = self._fits(self._extents(figure, renderer, update_ticks=True))
+        if kept:
             canvas.draw()
-            if self._fits(self._extents(figure, renderer)):
-                return self._finish(figure, canvas)
+            kept = self._fits(self._extents(figure, renderer))
+        # The figure keeps its own layout engine: drawn again (saved, or updated and shown
+        # again by an explorer that keeps one figure), it is laid out afresh.
         figure.set_layout_engine(engine)
         for axes, was_in_layout in zip(figure.axes, in_layout, strict=True):
             axes.set_in_layout(was_in_layout)
+        if kept:
+            return self._finish(figure, canvas)
         return self._finish(figure, self._lay_out(figure, shape))
 
 
