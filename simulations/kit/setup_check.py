@@ -22,6 +22,9 @@ REQUIRED_MODULES = (
     ("matplotlib", "plots"),
     ("networkx", "graphs"),
     ("ipywidgets", "sliders"),
+    # without the front end, JupyterLab shows "Error displaying widget" instead of sliders
+    ("jupyterlab_widgets", "sliders in JupyterLab"),
+    ("PIL", "the explorers' figures as PNG"),
 )
 INSTALL = "python -m pip install -r requirements.txt"
 
@@ -56,8 +59,6 @@ def requirements() -> list[Requirement]:
                                        f"; the course needs {REQUIRED_PYTHON[0]}."
                                        f"{REQUIRED_PYTHON[1]} or newer"))
     checks = [python] + [_module(name, purpose) for name, purpose in REQUIRED_MODULES]
-    widgets = _module("jupyterlab_widgets", "sliders in JupyterLab")
-    checks.append(Requirement(widgets.name, widgets.ok, widgets.detail, required=False))
     server = shutil.which("redis-server")
     checks.append(Requirement(
         "redis-server", server is not None,

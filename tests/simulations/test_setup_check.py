@@ -15,6 +15,11 @@ def test_this_machine_is_ready(capsys: pytest.CaptureFixture[str]) -> None:
         assert f"ok  {name}" in out
 
 
+def test_the_sliders_front_end_and_the_png_encoder_are_required() -> None:
+    required = {name for name, _ in setup_check.REQUIRED_MODULES}
+    assert {"ipywidgets", "jupyterlab_widgets", "PIL"} <= required
+
+
 def test_a_missing_package_is_named_with_the_install_command(
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setattr(setup_check, "REQUIRED_MODULES",
