@@ -62,6 +62,10 @@ from tools.browser_lab import (  # noqa: E402
 TARGET_MS = 250.0
 QUIET_MS = 300
 REDRAW_TIMEOUT_MS = 60_000
+# A slider move whose picture has not changed after this long drew the same picture (a
+# step too small to change a seeded run); the slowest slider redraw takes under 1 s here.
+# (Waiting the full REDRAW_TIMEOUT_MS for each such move cost a minute apiece.)
+NEW_PICTURE_WAIT_MS = 5_000
 REFERENCE = "bare-interact-sine.ipynb"
 REFERENCE_SOURCE = """\
 %matplotlib inline
@@ -170,7 +174,7 @@ def _move(page: Any, handle: Any, key: str) -> float | None:
     try:
         page.wait_for_function(f"([element, before]) => ({FIGURE_JS})(element) !== before",
                                arg=[handle.element_handle(), before],
-                               timeout=REDRAW_TIMEOUT_MS, polling=20)
+                               timeout=NEW_PICTURE_WAIT_MS, polling=20)
     except Exception:  # Playwright's TimeoutError: the picture stayed the same
         wait_idle(page, REDRAW_TIMEOUT_MS)
         return None
