@@ -19,6 +19,7 @@ import PIL.Image
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.layout_engine import ConstrainedLayoutEngine
 from matplotlib.text import Text
 from matplotlib.transforms import Bbox
 
@@ -125,7 +126,7 @@ def _suptitle(figure: Figure) -> Text | None:
     return title
 
 
-def _drawn_reach(axes: Axes, renderer: Any, *, update_ticks: bool = False) -> Bbox | None:
+def _drawn_reach(axes: Axes, renderer: Any) -> Bbox | None:
     """How far an axes that was just drawn reaches, in pixels: its frame, the tick labels
     inside its view, axis labels and offsets, titles, legend and texts.
 
@@ -133,9 +134,6 @@ def _drawn_reach(axes: Axes, renderer: Any, *, update_ticks: bool = False) -> Bb
     layout, read off the drawn artists instead of computing the ticks and title positions
     again (that costs as much as a quarter of the drawing). Like the layout, it counts
     only the height of titles and axis labels along the axes (their width is free).
-    With ``update_ticks`` it can be asked before a draw: the ticks are placed and
-    labelled first (what the draw would do); the axis labels, which the draw places
-    beside the tick labels, are then left out (the check after the draw counts them).
     """
     if not axes.get_visible():
         return None
@@ -144,9 +142,6 @@ def _drawn_reach(axes: Axes, renderer: Any, *, update_ticks: bool = False) -> Bb
     for axis, along_x in ((axes.xaxis, True), (axes.yaxis, False)):
         if not axis.get_visible():
             continue
-        if update_ticks:  # (these place and label the ticks as a draw does)
-            axis.get_majorticklabels()
-            axis.get_minorticklabels()
         low, high = sorted(axis.get_view_interval())
         slack = (high - low) * 1e-9
         for tick in [*axis.majorTicks, *axis.minorTicks]:
@@ -154,7 +149,7 @@ def _drawn_reach(axes: Axes, renderer: Any, *, update_ticks: bool = False) -> Bb
                 continue
             boxes += [label.get_window_extent(renderer) for label in (tick.label1, tick.label2)
                       if label.get_visible() and label.get_text()]
-        for text in () if update_ticks else (axis.label, axis.offsetText):
+        for text in (axis.label, axis.offsetText):
             if text.get_visible() and text.get_text():
                 box = text.get_window_extent(renderer)
                 # a label along the axes may be wider than it: only its depth counts
@@ -185,9 +180,15 @@ class SteadyLayout:
     bigger figure legend), that figure is laid out afresh and becomes the new reference.
     Labels that shrink leave a little room unused; nothing is ever cut off or overlapped.
     Figures without a layout engine are drawn as they are.
+
+    A constrained layout is made with :attr:`HEADROOM_PX` more padding at the sides of
+    every axes, and that room counts as reach: a tick label one or two digits wider (the
+    common change when a slider moves, which would otherwise cost a second layout and
+    draw) still fits. Only the width: titles and tick labels rarely grow taller.
     """
 
     TOLERANCE_PX = 1.0
+    HEADROOM_PX = 14.0
 
     def __init__(self) -> None:
         self._shape: tuple[Any, ...] | None = None
@@ -212,12 +213,11 @@ class SteadyLayout:
                 tuple(grids), _suptitle(figure) is not None, len(figure.legends))
 
     @staticmethod
-    def _extents(figure: Figure, renderer: Any, *, update_ticks: bool = False,
-                 ) -> list[tuple[Bbox | None, bool]]:
+    def _extents(figure: Figure, renderer: Any) -> list[tuple[Bbox | None, bool]]:
         """What the layout must make room for, each with whether only its height counts
         (a centred figure title may grow sideways freely)."""
         found: list[tuple[Bbox | None, bool]] = [
-            (_drawn_reach(axes, renderer, update_ticks=update_ticks), False)
+            (_drawn_reach(axes, renderer), False)
             for axes in figure.axes]
         found += [(legend.get_window_extent(renderer), False) for legend in figure.legends]
         title = _suptitle(figure)
@@ -250,10 +250,26 @@ class SteadyLayout:
         return encoded
 
     def _lay_out(self, figure: Figure, shape: tuple[Any, ...]) -> FigureCanvasAgg:
-        canvas = self._draw(figure)
+        engine = figure.get_layout_engine()
+        headroom = 0.0
+        if isinstance(engine, ConstrainedLayoutEngine):
+            headroom = self.HEADROOM_PX
+            settings = engine.get()
+            padded = ConstrainedLayoutEngine(
+                **{**settings, "w_pad": settings["w_pad"] + headroom / figure.dpi})
+            figure.set_layout_engine(padded)
+            try:
+                canvas = self._draw(figure)
+            finally:
+                figure.set_layout_engine(engine)
+        else:
+            canvas = self._draw(figure)
         self._shape = shape
         self._positions = [axes.get_position(original=True) for axes in figure.axes]
-        self._reach = self._extents(figure, canvas.get_renderer())
+        self._reach = [(None if box is None else
+                        Bbox([[box.x0 - headroom, box.y0], [box.x1 + headroom, box.y1]]),
+                        height_only)
+                       for box, height_only in self._extents(figure, canvas.get_renderer())]
         title = _suptitle(figure)
         self._suptitle = None if title is None else title.get_position()
         self.layouts += 1
@@ -286,15 +302,11 @@ class SteadyLayout:
         title = _suptitle(figure)
         if self._suptitle is not None and title is not None:
             title.set_position(self._suptitle)
-        # Asked before drawing (ticks placed and labelled, text sizes mostly cached), so
-        # that a figure which will not fit is laid out without a wasted draw; asked again
-        # after the draw, from what was drawn.
-        canvas = self._attach(figure)
-        renderer = canvas.get_renderer()
-        kept = self._fits(self._extents(figure, renderer, update_ticks=True))
-        if kept:
-            canvas.draw()
-            kept = self._fits(self._extents(figure, renderer))
+        # Checked after the draw, from what was drawn. (A check before it costs about a
+        # tenth of the draw on every move, to save a draw on the rare move that does not
+        # fit the headroom.)
+        canvas = self._draw(figure)
+        kept = self._fits(self._extents(figure, canvas.get_renderer()))
         # The figure keeps its own layout engine: drawn again (saved, or updated and shown
         # again by an explorer that keeps one figure), it is laid out afresh.
         figure.set_layout_engine(engine)

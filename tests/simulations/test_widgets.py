@@ -74,14 +74,56 @@ def _fresh(fig: Figure) -> bytes:
     return render_png(fig)
 
 
-def test_a_steady_layout_draws_what_a_fresh_layout_draws() -> None:
+def _with_headroom(fig: Figure) -> Figure:
+    """``fig`` with the side padding a steady layout adds for its headroom."""
+    from matplotlib.layout_engine import ConstrainedLayoutEngine
+
+    from simulations.kit.widgets import SteadyLayout
+
+    settings = fig.get_layout_engine().get()
+    fig.set_layout_engine(ConstrainedLayoutEngine(
+        **{**settings, "w_pad": settings["w_pad"] + SteadyLayout.HEADROOM_PX / fig.dpi}))
+    return fig
+
+
+def test_a_steady_layout_draws_what_a_fresh_layout_with_headroom_draws() -> None:
     from simulations.kit.widgets import SteadyLayout
 
     steady = SteadyLayout()
     first = steady.render(_two_panels(1.0))
     again = steady.render(_two_panels(1.0))
     assert steady.layouts == 1  # the second figure kept the first one's layout
-    assert again == first == _fresh(_two_panels(1.0))
+    assert again == first == _fresh(_with_headroom(_two_panels(1.0)))
+    assert first != _fresh(_two_panels(1.0))  # (the headroom is there)
+
+
+def _reaches_apart(fig: Figure) -> None:
+    """Every axes with its labels inside the picture, none overlapping another."""
+    renderer = fig.canvas.get_renderer()
+    boxes = [ax.get_tightbbox(renderer) for ax in fig.axes]
+    inside = fig.bbox.padded(1)
+    for index, box in enumerate(boxes):
+        assert inside.x0 <= box.x0
+        assert box.x1 <= inside.x1
+        assert inside.y0 <= box.y0
+        assert box.y1 <= inside.y1
+        for other in boxes[index + 1:]:
+            assert not box.overlaps(other)
+
+
+def test_a_tick_label_one_digit_wider_fits_the_headroom() -> None:
+    from simulations.kit.widgets import SteadyLayout
+
+    steady = SteadyLayout()
+    first = _two_panels(1.0)  # y tick labels like 0.8
+    steady.render(first)
+    wider = _two_panels(-1.0)  # -0.8: one character wider
+    steady.render(wider)
+    assert steady.layouts == 1
+    assert [a.get_position().bounds for a in wider.axes] == [
+        a.get_position().bounds for a in first.axes]
+    steady._attach(wider)
+    _reaches_apart(wider)
 
 
 def test_a_steady_layout_keeps_the_axes_in_place_when_labels_shrink() -> None:
@@ -105,7 +147,7 @@ def test_a_steady_layout_lays_out_again_when_something_grows() -> None:
     wider = _two_panels(100_000.0)  # wider tick labels on the y axes
     steady.render(wider)
     assert steady.layouts == 2
-    fresh = _two_panels(100_000.0)
+    fresh = _with_headroom(_two_panels(100_000.0))
     _fresh(fresh)
     for mine, theirs in zip(wider.axes, fresh.axes, strict=True):  # as a fresh layout
         assert mine.get_position().bounds == pytest.approx(theirs.get_position().bounds,
@@ -128,7 +170,7 @@ def test_a_steady_layout_lays_out_a_figure_of_another_shape() -> None:
     steady.render(_two_panels(1.0))
     one, ax = subplots(width=6, height=3)
     ax.plot([0, 1], [0, 1])
-    assert steady.render(one) == _fresh(_one_panel())
+    assert steady.render(one) == _fresh(_with_headroom(_one_panel()))
     assert steady.layouts == 2
 
 
