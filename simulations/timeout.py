@@ -53,7 +53,7 @@ from patterns.resilience.timeout import (
 )
 from simulations.kit.clock import SimClock
 from simulations.kit.faults import LogNormal
-from simulations.kit.plotting import label, subplots
+from simulations.kit.plotting import label, subplot_mosaic, subplots
 from simulations.kit.recorder import Recorder
 from simulations.kit.rng import RandomStreams
 from simulations.kit.tables import format_table
@@ -776,21 +776,18 @@ def draw_overload(
     horizon = float(min(horizon, max(6.0, EXPLORER_REQUESTS / rate)))
     results = compare_overload(load=load, timeout=timeout, workers=workers, tail=tail,
                                seed=seed, horizon=horizon)
-    fig, axes = subplots(2, 2, width=10, height=6.4, width_ratios=[1, 1],
-                         height_ratios=[1.25, 1])
+    fig, axes = subplot_mosaic([["top", "top"], ["queue", "shares"]], width=10, height=6.4,
+                               height_ratios=[1.25, 1])
     # a fixed layout renders faster than the constrained one: this figure redraws on
     # every slider move
     fig.set_layout_engine(None)
     fig.subplots_adjust(left=0.07, right=0.98, bottom=0.09, top=0.87, wspace=0.12,
                         hspace=0.45)
-    grid = axes[0, 0].get_gridspec()
-    for ax in axes[0]:
-        ax.remove()
-    top = fig.add_subplot(grid[0, :])
+    top = axes["top"]
     plot_goodput_over_time(results, top, bin_width=horizon / 30)
-    plot_queue_over_time(results, axes[1, 0], legend=False)  # same colours as above
-    plot_capacity_shares(results, axes[1, 1])
-    for ax in (top, axes[1, 0], axes[1, 1]):  # fewer ticks: cheaper redraws
+    plot_queue_over_time(results, axes["queue"], legend=False)  # same colours as above
+    plot_capacity_shares(results, axes["shares"])
+    for ax in axes.values():  # fewer ticks: cheaper redraws
         ax.locator_params(axis="x", nbins=6)
         ax.locator_params(axis="y", nbins=4)
     fig.suptitle(f"Offered load {load:g} ({rate:.0f} requests/s), {workers} "

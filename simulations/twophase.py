@@ -64,7 +64,7 @@ from patterns.consistency.twophase import (
 from patterns.resilience.backoff import ConstantBackoff
 from patterns.resilience.retry import RetryPolicy, StopAfterAttempts
 from simulations.kit.clock import SimClock
-from simulations.kit.plotting import color, label, styled, subplots
+from simulations.kit.plotting import color, label, subplot_mosaic, subplots
 from simulations.kit.rng import RandomStreams
 from simulations.kit.tables import format_table
 from simulations.kit.widgets import Explorer, float_slider
@@ -485,9 +485,7 @@ def draw_twophase(crash_rate: float = 0.02, downtime: float = 20.0, *,
     waiting for the rows they hold, throughput, and how long rows stay locked."""
     result = run_contention(orders, saga_share=0.0, crash_rate=crash_rate,
                             downtime=downtime, seed=seed)
-    with styled():
-        fig = Figure(figsize=(9.5, 6.2), layout="constrained")
-        axes = fig.subplot_mosaic([["time", "time"], ["rate", "hold"]])
+    fig, axes = subplot_mosaic([["time", "time"], ["rate", "hold"]], width=9.5, height=6.2)
     time_ax = axes["time"]
     times, waiting = result.waiting_orders()
     time_ax.step(times, waiting, where="post", color=_BLUE,

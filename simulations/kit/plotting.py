@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -10,6 +10,8 @@ import matplotlib as mpl
 import matplotlib.pyplot as plt
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+
+from simulations.kit.reuse import current_pool
 
 STYLE: dict[str, Any] = {
     "figure.figsize": (9.0, 4.0),
@@ -77,11 +79,36 @@ def subplots(
     """A figure in the course style, without touching pyplot's global state.
 
     Figures made here are not registered with pyplot, so a notebook shows exactly the
-    figures it returns and memory does not grow while sliders redraw.
+    figures it returns and memory does not grow while sliders redraw. While an explorer
+    redraws, the figure it showed last is lent back, emptied, when it has this shape
+    (see :mod:`simulations.kit.reuse`).
     """
+    return _figure(("grid", nrows, ncols), width, height, kwargs,
+                   lambda fig: fig.subplots(nrows, ncols, squeeze=True, **kwargs))
+
+
+def subplot_mosaic(
+    layout: list[list[str]], *, width: float = 9.0, height: float = 4.0, **kwargs: Any
+) -> tuple[Figure, dict[str, Axes]]:
+    """Like :func:`subplots`, for axes spanning rows or columns: ``layout`` names the axes
+    cell by cell (``[["top", "top"], ["left", "right"]]``); returns them by name."""
+    return _figure(("mosaic", repr(layout)), width, height, kwargs,
+                   lambda fig: fig.subplot_mosaic(layout, **kwargs))
+
+
+def _figure(shape: tuple[Any, ...], width: float, height: float, kwargs: dict[str, Any],
+            make_axes: Callable[[Figure], Any]) -> tuple[Figure, Any]:
+    pool = current_pool()
+    key = (*shape, float(width), float(height), repr(sorted(kwargs.items())))
+    if pool is not None:
+        lent = pool.take(key)
+        if lent is not None:
+            return lent
     with styled():
         fig = Figure(figsize=(width, height), layout="constrained")
-        axes = fig.subplots(nrows, ncols, squeeze=True, **kwargs)
+        axes = make_axes(fig)
+    if pool is not None:
+        pool.made(key, fig, axes)
     return fig, axes
 
 

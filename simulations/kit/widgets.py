@@ -23,6 +23,8 @@ from matplotlib.layout_engine import ConstrainedLayoutEngine
 from matplotlib.text import Text
 from matplotlib.transforms import Bbox
 
+from simulations.kit.reuse import FigurePool
+
 _STYLE = {"description_width": "initial"}
 
 
@@ -326,6 +328,12 @@ class Explorer(widgets.VBox):  # type: ignore[misc]
     as binary PNG (no base64). The time of the last redraw (model run, drawing and PNG
     encoding) is shown under the figure and kept in :attr:`last_seconds`.
 
+    Each redraw lends the figure of the last one back to ``draw`` (emptied, see
+    :mod:`simulations.kit.reuse`) when ``draw`` asks :func:`~simulations.kit.plotting.\
+subplots` for one of the same shape: it skips building axes and ticks. So
+    :attr:`last_figure` is the figure now shown, and the next move redraws it; to keep one,
+    save it (``explorer.last_figure.savefig(...)``) or keep :attr:`image`'s PNG bytes.
+
     ``large_runs`` names control values that start a deliberately larger run (say, a
     10,000-node model one click away): the notebook says they take seconds, and the
     slider benchmark times them apart from the moves that must answer at once.
@@ -355,6 +363,7 @@ class Explorer(widgets.VBox):  # type: ignore[misc]
         self.last_seconds = float("nan")
         self.last_figure: Figure | None = None
         self.steady_layout = SteadyLayout()
+        self.figure_pool = FigurePool()
         items = list(self.controls.values())
         # rows wrap in a narrow window rather than overflow it
         rows = [widgets.HBox(items[i:i + columns], layout=widgets.Layout(flex_flow="row wrap"))
@@ -375,8 +384,10 @@ class Explorer(widgets.VBox):  # type: ignore[misc]
         """Run the model with the current values and show the new figure."""
         started = time.perf_counter()
         with paused_gc():
-            figure = self.draw_function(**self.values())
+            with self.figure_pool.lending():
+                figure = self.draw_function(**self.values())
             self.image.value = self.steady_layout.render(figure)
+            self.figure_pool.give_back(figure)
         self.last_seconds = time.perf_counter() - started
         self.last_figure = figure
         self.redraws += 1
