@@ -53,6 +53,7 @@ from tools.browser_lab import (  # noqa: E402
     chromium_path,
     errors,
     open_notebook,
+    press_moves,
     run_all,
     running_lab,
     shut_down_kernels,
@@ -166,10 +167,7 @@ def _move(page: Any, handle: Any, key: str) -> float | None:
     """Press ``key`` on ``handle``; the settled time in ms, or None if the figure did not
     change (the value or the picture stayed the same)."""
     before = handle.evaluate(FIGURE_JS)
-    value = handle.get_attribute("aria-valuenow")
-    handle.focus()
-    handle.press(key)
-    if handle.get_attribute("aria-valuenow") == value:
+    if not press_moves(handle, key):  # at the end of its range: the key did nothing
         return None
     try:
         page.wait_for_function(f"([element, before]) => ({FIGURE_JS})(element) !== before",

@@ -60,6 +60,29 @@ FIGURE_JS = """(element) => {
 }"""
 
 
+def shown_value(handle: Any) -> tuple[str | None, str]:
+    """A slider handle's value and the slider's readout. Both: ``aria-valuenow`` is
+    rounded to one decimal (a move from 0.02 to 0.03 leaves it at "0.0"), and a readout
+    may be rounded further than the value."""
+    readout: str = handle.evaluate(
+        "(e) => e.closest('.widget-hslider').querySelector('.widget-readout').innerText")
+    return handle.get_attribute("aria-valuenow"), readout
+
+
+def press_moves(handle: Any, key: str, *, within: float = 0.5) -> bool:
+    """Press ``key`` on a slider handle; whether the slider's value moved (``False`` at
+    the end of its range), seen within ``within`` seconds."""
+    value = shown_value(handle)
+    handle.focus()
+    handle.press(key)
+    deadline = time.monotonic() + within
+    while shown_value(handle) == value:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
 def chromium_path() -> str | None:
     """The system's Chromium, or None."""
     for name in CHROMIUM_NAMES:
