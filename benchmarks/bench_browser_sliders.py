@@ -164,11 +164,11 @@ KERNEL_SECONDS_JS = """(element) => {
 
 
 def _move(page: Any, handle: Any, key: str) -> float | None:
-    """Press ``key`` on ``handle``; the settled time in ms, or None if the figure did not
-    change (the value or the picture stayed the same)."""
+    """Press ``key`` on ``handle``; the settled time in ms, ``None`` if the picture stayed
+    the same, or NaN if the key did not move the slider (at the end of its range)."""
     before = handle.evaluate(FIGURE_JS)
-    if not press_moves(handle, key):  # at the end of its range: the key did nothing
-        return None
+    if not press_moves(handle, key):
+        return math.nan
     try:
         page.wait_for_function(f"([element, before]) => ({FIGURE_JS})(element) !== before",
                                arg=[handle.element_handle(), before],
@@ -224,6 +224,8 @@ def time_notebook(page: Any, lab_url: str, relative: str, *, repeats: int = 1
                 elapsed = _move(page, handle, key)
                 if elapsed is None:
                     timing.unchanged += 1
+                    continue
+                if math.isnan(elapsed):  # not a move
                     continue
                 timing.moves_ms.append(elapsed)
                 kernel = handle.evaluate(KERNEL_SECONDS_JS)
