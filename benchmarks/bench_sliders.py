@@ -7,7 +7,8 @@ The kernel's side of what ``benchmarks/bench_browser_sliders.py`` measures in a 
 For each explorer, every slider is moved to its lowest, default and highest value (the
 others at their defaults), three times each, and the redraw is timed as
 ``Explorer.redraw`` does it, with the garbage collector paused: the draw function (the
-model run and the building of the figure), then the explorer's ``SteadyLayout.render``
+model run and the filling of the figure, lent back from the move before), then the
+explorer's ``SteadyLayout.render``
 (drawing, PNG encoding, and the layout when the figure's shape or reach changed).
 Prints, per explorer, the median over its moves and the worst move (each
 move's time is the median of its three redraws), and the median split between the model
@@ -55,13 +56,16 @@ REPEATS = 3
 
 def time_redraw(explorer: Explorer, values: dict[str, Any]) -> tuple[float, float]:
     """The seconds of the draw function (model and figure) and of the rendering, as
-    ``Explorer.redraw`` runs them (its steady layout kept from move to move)."""
+    ``Explorer.redraw`` runs them (its steady layout and figure kept from move to move)."""
     with paused_gc():
         started = time.perf_counter()
-        figure = explorer.draw_function(**values)
+        with explorer.figure_pool.lending():
+            figure = explorer.draw_function(**values)
         built = time.perf_counter()
         explorer.steady_layout.render(figure)
-        return built - started, time.perf_counter() - built
+        rendered = time.perf_counter()
+        explorer.figure_pool.give_back(figure)
+        return built - started, rendered - built
 
 
 def settings(explorer: Explorer, *, large: bool = False) -> list[dict[str, Any]]:
