@@ -1,6 +1,7 @@
 """Where a slider move's time goes in the kernel: the model and figure, then the drawing.
 
     python benchmarks/bench_sliders.py
+    python benchmarks/bench_sliders.py --new-figures   # every move builds a new figure
 
 The kernel's side of what ``benchmarks/bench_browser_sliders.py`` measures in a browser
 (which adds the messages, the transfer and the browser's decoding, about 40 ms here).
@@ -14,11 +15,14 @@ Prints, per explorer, the median over its moves and the worst move (each
 move's time is the median of its three redraws), and the median split between the model
 and figure and the rendering. Options an
 explorer declares as ``large_runs`` (a 10,000-node run one click away) are timed once
-each and listed apart: they are meant to take seconds.
+each and listed apart: they are meant to take seconds. With ``--new-figures`` the figure
+is not lent back (as before ``kit.reuse``): the two runs side by side show what lending
+saves.
 """
 
 from __future__ import annotations
 
+import argparse
 import io
 import statistics
 import sys
@@ -33,6 +37,7 @@ from simulations.crdt import lww_skew_explorer, partition_explorer
 from simulations.eventsourcing import concurrent_writers_explorer, publish_crash_explorer
 from simulations.gossip import convergence_explorer, rumour_explorer
 from simulations.idempotency import crash_explorer, idempotency_explorer
+from simulations.kit.reuse import FigurePool
 from simulations.kit.widgets import Explorer, paused_gc
 from simulations.lock import pause_explorer
 from simulations.pipeline import batching_explorer, line_explorer
@@ -54,17 +59,20 @@ TARGET_SECONDS = 0.2  # in the kernel: the browser adds about 40 ms to reach 250
 REPEATS = 3
 
 
-def time_redraw(explorer: Explorer, values: dict[str, Any]) -> tuple[float, float]:
+def time_redraw(explorer: Explorer, values: dict[str, Any], *, lend: bool = True
+                ) -> tuple[float, float]:
     """The seconds of the draw function (model and figure) and of the rendering, as
-    ``Explorer.redraw`` runs them (its steady layout and figure kept from move to move)."""
+    ``Explorer.redraw`` runs them (its steady layout and, with ``lend``, its figure kept
+    from move to move)."""
+    pool = explorer.figure_pool if lend else FigurePool()  # a new pool lends nothing
     with paused_gc():
         started = time.perf_counter()
-        with explorer.figure_pool.lending():
+        with pool.lending():
             figure = explorer.draw_function(**values)
         built = time.perf_counter()
         explorer.steady_layout.render(figure)
         rendered = time.perf_counter()
-        explorer.figure_pool.give_back(figure)
+        pool.give_back(figure)
         return built - started, rendered - built
 
 
@@ -86,6 +94,10 @@ def settings(explorer: Explorer, *, large: bool = False) -> list[dict[str, Any]]
 
 
 def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--new-figures", action="store_true",
+                        help="build a new figure for every move (no figure lent back)")
+    lend = not parser.parse_args().new_figures
     print("| explorer | moves | median (s) | model and figure | rendering | worst (s) "
           "| worst setting |")
     print("|---|---:|---:|---:|---:|---:|---|")
@@ -124,7 +136,7 @@ def main() -> int:
         timings = []
         for values in settings(explorer):
             # each move three times: its median, so that one stray pause does not decide
-            runs = [time_redraw(explorer, values) for _ in range(REPEATS)]
+            runs = [time_redraw(explorer, values, lend=lend) for _ in range(REPEATS)]
             total = statistics.median(sum(run) for run in runs)
             timings.append((total, statistics.median(b for b, _ in runs),
                             statistics.median(r for _, r in runs), values))
@@ -144,7 +156,7 @@ def main() -> int:
         print("|---|---|---:|")
         for name, explorer, values in large:
             changed = {k: v for k, v in values.items() if v != explorer.values()[k]}
-            seconds = sum(time_redraw(explorer, values))
+            seconds = sum(time_redraw(explorer, values, lend=lend))
             print(f"| {name} | {changed} | {seconds:.2f} |")
     print(f"\nWorst move {worst_overall:.3f} s (a move's median in the kernel within "
           f"{TARGET_SECONDS} s answers within 250 ms in the browser)")

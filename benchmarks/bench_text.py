@@ -6,7 +6,7 @@
 ``--other`` names a second interpreter with another matplotlib (make one with
 ``python -m venv --system-site-packages /tmp/mpl311 && /tmp/mpl311/bin/pip install
 matplotlib==3.11.2``); the script runs itself there and prints both columns and their
-ratio. The cases, each the median of 7 repeats, interleaved between nothing else:
+ratio. The cases, each the median of 7 repeats:
 
 * one line of text of 72 characters drawn on an Agg canvas;
 * a 2 x 2 grid of empty axes with titles and axis labels, drawn (mostly tick labels);
@@ -51,8 +51,8 @@ def _median_ms(action: Callable[[], object], inner: int) -> float:
     return 1000 * statistics.median(times)
 
 
-def measure() -> dict[str, float]:
-    """The cases, in ms, in this interpreter."""
+def measure() -> tuple[str, dict[str, float]]:
+    """This interpreter's matplotlib version, and the cases in ms."""
     import importlib
 
     import matplotlib
@@ -87,8 +87,7 @@ def measure() -> dict[str, float]:
         with paused_gc():
             results[f"explorer figure redrawn: {name}"] = _median_ms(
                 lambda f=figure, e=explorer: e.steady_layout.render(f), 2)
-    results["_version"] = matplotlib.__version__  # type: ignore[assignment]
-    return results
+    return matplotlib.__version__, results
 
 
 def main() -> int:
@@ -96,16 +95,17 @@ def main() -> int:
     parser.add_argument("--other", help="a second Python with another matplotlib")
     parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    mine = measure()
+    version, mine = measure()
     if args.json:
-        print(json.dumps(mine))
+        print(json.dumps({"version": version, "cases": mine}))
         return 0
-    columns = [mine]
+    versions, columns = [version], [mine]
     if args.other:
         output = subprocess.run([args.other, __file__, "--json"], check=True,
                                 capture_output=True, text=True, cwd=ROOT).stdout
-        columns.append(json.loads(output.strip().splitlines()[-1]))
-    versions = [str(column.pop("_version")) for column in columns]
+        other = json.loads(output.strip().splitlines()[-1])
+        versions.append(other["version"])
+        columns.append(other["cases"])
     header = " | ".join(f"matplotlib {v} (ms)" for v in versions)
     print(f"| case | {header} |" + (" ratio |" if len(columns) == 2 else ""))
     print("|---|" + "---:|" * len(columns) + ("---:|" if len(columns) == 2 else ""))

@@ -184,9 +184,10 @@ class SteadyLayout:
     Figures without a layout engine are drawn as they are.
 
     A constrained layout is made with :attr:`HEADROOM_PX` more padding at the sides of
-    every axes, and that room counts as reach: a tick label one or two digits wider (the
-    common change when a slider moves, which would otherwise cost a second layout and
-    draw) still fits. Only the width: titles and tick labels rarely grow taller.
+    every axes, and that room counts as the axes' reach (not a figure legend's): a tick
+    label one or two digits wider (the common change when a slider moves, which would
+    otherwise cost a second layout and draw) still fits. Only the width: titles and tick
+    labels rarely grow taller.
     """
 
     TOLERANCE_PX = 1.0
@@ -219,28 +220,23 @@ class SteadyLayout:
         """What the layout must make room for, each with whether only its height counts
         (a centred figure title may grow sideways freely)."""
         found: list[tuple[Bbox | None, bool]] = [
-            (_drawn_reach(axes, renderer), False)
-            for axes in figure.axes]
+            (_drawn_reach(axes, renderer), False) for axes in figure.axes]
         found += [(legend.get_window_extent(renderer), False) for legend in figure.legends]
         title = _suptitle(figure)
         if title is not None:
             found.append((title.get_window_extent(renderer), True))
         return found
 
-    def _attach(self, figure: Figure) -> FigureCanvasAgg:
-        """The one canvas kept from figure to figure, now showing ``figure``: its renderer,
-        and with it matplotlib's cache of text sizes (tick labels, titles), is reused
-        while the figure's size stays the same."""
+    def _draw(self, figure: Figure) -> FigureCanvasAgg:
+        """Draw on one canvas kept from figure to figure: its renderer, and with it
+        matplotlib's cache of text sizes (tick labels, titles), is reused while the
+        figure's size stays the same."""
         canvas = self._canvas
         if canvas is None:
             canvas = self._canvas = FigureCanvasAgg(figure)
         else:
             canvas.figure = figure
             figure.set_canvas(canvas)
-        return canvas
-
-    def _draw(self, figure: Figure) -> FigureCanvasAgg:
-        canvas = self._attach(figure)
         canvas.draw()
         return canvas
 
@@ -268,10 +264,13 @@ class SteadyLayout:
             canvas = self._draw(figure)
         self._shape = shape
         self._positions = [axes.get_position(original=True) for axes in figure.axes]
-        self._reach = [(None if box is None else
-                        Bbox([[box.x0 - headroom, box.y0], [box.x1 + headroom, box.y1]]),
-                        height_only)
-                       for box, height_only in self._extents(figure, canvas.get_renderer())]
+        reach = self._extents(figure, canvas.get_renderer())
+        # the headroom is the axes' own (the layout padded their sides), not the legends'
+        for index, (box, height_only) in enumerate(reach[:len(figure.axes)]):
+            if box is not None:
+                reach[index] = (Bbox([[box.x0 - headroom, box.y0],
+                                      [box.x1 + headroom, box.y1]]), height_only)
+        self._reach = reach
         title = _suptitle(figure)
         self._suptitle = None if title is None else title.get_position()
         self.layouts += 1

@@ -72,3 +72,63 @@ def test_a_lent_figure_draws_what_a_new_one_draws(name: str) -> None:
         assert explorer.figure_pool.lent == 0
     else:  # every redraw after the first drew on the figure of the one before
         assert explorer.figure_pool.lent == explorer.redraws - 1
+
+
+def _line_explorer(draw: Callable[..., Any]) -> Explorer:
+    from simulations.kit.widgets import int_slider
+
+    return Explorer(draw, {"top": int_slider("top", 1, 1, 5)})
+
+
+def _plain(top: int) -> Any:
+    from simulations.kit.plotting import subplots
+
+    fig, ax = subplots(width=4, height=3)
+    ax.plot([0, 1], [0, top])
+    ax.set_title(f"up to {top}")
+    return fig
+
+
+def test_a_draw_that_fails_on_a_lent_figure_leaves_the_next_move_a_new_one() -> None:
+    failing = {"now": False}
+
+    def draw(top: int) -> Any:
+        fig = _plain(top)
+        if failing["now"]:
+            raise RuntimeError("the model failed half-way")
+        return fig
+
+    explorer = _line_explorer(draw)
+    reference = SteadyLayout()  # fed the same figures, new ones
+    reference.render(_plain(1))
+    explorer.controls["top"].value = 2  # drawn on the lent figure
+    assert explorer.figure_pool.lent == 1
+    reference.render(_plain(2))
+    failing["now"] = True
+    with pytest.raises(RuntimeError):
+        explorer.controls["top"].value = 3  # takes the figure, half fills it, fails
+    failing["now"] = False
+    explorer.controls["top"].value = 4
+    assert explorer.figure_pool.lent == 2  # nothing idle after the failure: a new figure
+    assert explorer.image.value == reference.render(_plain(4))
+
+
+def test_a_figure_a_draw_changed_too_much_is_not_lent_again() -> None:
+    def draw(top: int) -> Any:
+        fig = _plain(top)
+        twin = fig.axes[0].twinx()  # another axes: not as the figure was made
+        twin.plot([0, 1], [top, 0], color="red")
+        return fig
+
+    explorer = _line_explorer(draw)
+    reference = SteadyLayout()
+    reference.render(draw(1))
+    for top in (2, 3, 5):
+        explorer.controls["top"].value = top
+        assert explorer.image.value == reference.render(draw(top))
+    assert explorer.figure_pool.lent == 0
+    assert explorer.figure_pool.refused == explorer.redraws
+
+
+def test_outside_an_explorer_every_figure_is_new() -> None:
+    assert _plain(1) is not _plain(1)

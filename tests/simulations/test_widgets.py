@@ -122,7 +122,6 @@ def test_a_tick_label_one_digit_wider_fits_the_headroom() -> None:
     assert steady.layouts == 1
     assert [a.get_position().bounds for a in wider.axes] == [
         a.get_position().bounds for a in first.axes]
-    steady._attach(wider)
     _reaches_apart(wider)
 
 
